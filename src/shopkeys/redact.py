@@ -1,0 +1,65 @@
+"""Keeps secrets out of log lines: HTTP clients and servers log URLs, and some platforms put secrets
+in them (TikTok Shop's token endpoint takes the app secret as a query parameter)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+# Query or form parameters whose values are secret on at least one platform.
+SECRET_PARAMETERS = (
+    "access_token",
+    "refresh_token",
+    "app_secret",
+    "client_secret",
+    "auth_code",
+    "code",
+    "state",
+    "session",
+    "sign",
+    "token",
+    "password",
+)
+
+_PARAMETER = re.compile(
+    r"(?P<key>(?:^|(?<=[?&;\s\"'(]))(?:"
+    + "|".join(SECRET_PARAMETERS)
+    + r"))=(?P<value>[^&\s\"']+)",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?P<scheme>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_TOKEN_LIKE = re.compile(r"\b(?:secret|public)_[A-Za-z0-9]{8,}\b")
+
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """Replace secret query parameters, Bearer credentials and token-shaped words with a marker."""
+    text = _PARAMETER.sub(lambda m: f"{m.group('key')}={REDACTED}", text)
+    text = _BEARER.sub(lambda m: f"{m.group('scheme')}{REDACTED}", text)
+    return _TOKEN_LIKE.sub(REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts a record's final message before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_GUARDED_LOGGERS = ("httpx2", "httpcore2", "uvicorn.access", "uvicorn.error", "shopkeys")
+_installed: set[str] = set()
+
+
+def guard_logs(*names: str) -> None:
+    """Install the redacting filter on the loggers that can see request URLs (idempotent)."""
+    for name in names or _GUARDED_LOGGERS:
+        if name in _installed:
+            continue
+        logging.getLogger(name).addFilter(RedactingFilter())
+        _installed.add(name)

@@ -1,0 +1,55 @@
+"""A scripted merchant: opens an authorization URL and presses a button on the sandbox's page.
+
+Tests and demos use it instead of a real browser; it speaks plain HTTP, so it works against the
+sandbox mounted anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import httpx2
+
+from shopkeys.sandbox.authorize_page import DEFAULT_LOGIN
+
+_FORM_ACTION = re.compile(r'<form method="post" action="([^"]*)"')
+
+
+class BrowserError(Exception):
+    """The authorization page did not behave like one."""
+
+
+async def press(
+    http: httpx2.AsyncClient,
+    url: str,
+    *,
+    button: str = "Authorize",
+    login: str = DEFAULT_LOGIN,
+) -> str:
+    """Open `url`, follow redirects to the page, press `button`, and return where it redirects."""
+    page = await http.get(url, follow_redirects=True)
+    if page.status_code != 200:
+        raise BrowserError(f"authorization page answered HTTP {page.status_code}")
+    html = page.text
+    if f">{button}</button>" not in html:
+        raise BrowserError(f"no {button!r} button on the authorization page")
+    match = _FORM_ACTION.search(html)
+    if match is None:
+        raise BrowserError("no form on the authorization page")
+    action = urljoin(str(page.url), match.group(1).replace("&amp;", "&"))
+    decision = "authorize" if button == "Authorize" else "deny"
+    answer = await http.post(
+        action,
+        data={"login": login, "password": "sandbox", "decision": decision},
+        follow_redirects=False,
+    )
+    location = answer.headers.get("location")
+    if answer.status_code not in (302, 303) or location is None:
+        raise BrowserError(f"pressing {button!r} answered HTTP {answer.status_code}, no redirect")
+    return location
+
+
+def callback_params(location: str) -> dict[str, str]:
+    """The query parameters of a callback URL."""
+    return dict(parse_qsl(urlsplit(location).query, keep_blank_values=True))
