@@ -9,6 +9,7 @@ import httpx2
 import pytest
 
 from shopkeys.config import Settings
+from shopkeys.providers import AppCredentials, Provider, get
 from shopkeys.sandbox import Sandbox, build_sandbox
 from shopkeys.sandbox.core import Simulator
 from tests.live import serve
@@ -30,6 +31,16 @@ class LiveSandbox:
 
     def simulator(self, provider: str) -> Simulator:
         return self.sandbox.simulators[provider]
+
+    def redirect_uri(self, provider: str) -> str:
+        return self.settings.redirect_uri(provider)
+
+    def provider(self, name: str) -> Provider:
+        """The real provider client, pointed at its simulator and sharing the simulator's clock."""
+        simulator = self.simulator(name)
+        app = simulator.app
+        credentials = AppCredentials(app.client_id, app.client_secret, service_id=app.service_id)
+        return get(name)(credentials, base_url=self.base_url(name), clock=simulator.clock)
 
 
 @pytest.fixture(scope="session")
