@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -101,3 +103,28 @@ def base_urls(public_url: str) -> dict[str, str]:
     """Where each simulator is served below `public_url`."""
     root = public_url.rstrip("/")
     return {name: f"{root}{MOUNT_PREFIX}/{name}" for name in NAMES}
+
+
+def point_at_sandbox(settings: Settings) -> Settings:
+    """`settings` with every platform served by the sandbox under its own public URL.
+
+    Platforms without credentials get the demo ones; every platform's base URL becomes its
+    simulator's mount, so the real provider code talks to the simulators over HTTP.
+    """
+    updates: dict[str, Any] = {}
+    urls = base_urls(settings.public_url)
+    for name in NAMES:
+        updates[f"{name}_base_url"] = urls[name]
+        if settings.credentials(name) is not None:
+            continue
+        client_id, secret, service_id = DEMO_CREDENTIALS[name]
+        id_field, secret_field = (
+            ("app_key", "app_secret")
+            if name in ("aliexpress", "tiktok_shop")
+            else ("client_id", "client_secret")
+        )
+        updates[f"{name}_{id_field}"] = client_id
+        updates[f"{name}_{secret_field}"] = SecretStr(secret)
+        if service_id:
+            updates[f"{name}_service_id"] = service_id
+    return settings.model_copy(update=updates)

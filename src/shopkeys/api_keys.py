@@ -1,0 +1,93 @@
+"""API keys for the HTTP API: shown once, stored hashed, checked from memory on the hot path."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shopkeys.clock import Clock, utc_now
+from shopkeys.crypto import fingerprint
+from shopkeys.store.records import ApiKey
+from shopkeys.store.vault import Vault
+
+SCOPES = ("admin", "read")
+KEY_PREFIX = "sk_"
+#: How long a key checked against the database is trusted from memory. A key revoked by another
+#: process (the CLI) stops working within this time; one revoked here stops at once.
+RECHECK_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    key: ApiKey | None  # None: known not to exist or revoked
+    checked_at: datetime
+
+
+class ApiKeys:
+    """Creates, checks and revokes API keys."""
+
+    def __init__(self, vault: Vault, *, clock: Clock = utc_now) -> None:
+        self.vault = vault
+        self.clock = clock
+        self._known: dict[str, _Known] = {}
+
+    async def create(
+        self, name: str, scope: str = "admin", *, value: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key; returns its record and its value, which is never shown again."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+        plain = value or KEY_PREFIX + secrets.token_urlsafe(32)
+        record = await self.vault.create_api_key(
+            name=name, scope=scope, key_hash=fingerprint(plain), prefix=plain[:10]
+        )
+        self._known[fingerprint(plain)] = _Known(record, self.clock())
+        return record, plain
+
+    async def ensure(self, name: str, value: str, scope: str = "admin") -> ApiKey:
+        """The key with this value, created if missing (the sandbox's fixed key)."""
+        existing = await self.vault.api_key_by_hash(fingerprint(value))
+        if existing is not None and existing.revoked_at is None:
+            return existing
+        if existing is not None:
+            raise ValueError("that API key was revoked; choose another SHOPKEYS_SANDBOX_API_KEY")
+        record, _ = await self.create(name, scope, value=value)
+        return record
+
+    def check_cached(self, presented: str) -> tuple[bool, ApiKey | None]:
+        """From memory only: (whether memory knows, the active key or None)."""
+        known = self._known.get(fingerprint(presented))
+        if known is None or self.clock() - known.checked_at > RECHECK_AFTER:
+            return False, None
+        return True, known.key
+
+    async def check(self, presented: str) -> ApiKey | None:
+        """The active key with this value, or None."""
+        known, key = self.check_cached(presented)
+        if known:
+            return key
+        digest = fingerprint(presented)
+        record = await self.vault.api_key_by_hash(digest)
+        active = record if record is not None and record.revoked_at is None else None
+        if len(self._known) > 10_000:
+            # Bounded: a flood of random keys must not grow memory without end.
+            self._known.clear()
+        self._known[digest] = _Known(active, self.clock())
+        return active
+
+    async def revoke(self, key_id_or_prefix: str) -> ApiKey | None:
+        record = await self.vault.revoke_api_key(key_id_or_prefix)
+        if record is not None:
+            self._known = {
+                h: k for h, k in self._known.items() if not (k.key and k.key.id == record.id)
+            }
+        return record
+
+    async def list(self) -> list[ApiKey]:
+        return await self.vault.api_keys()
+
+
+def allows(key: ApiKey, needed: str) -> bool:
+    """Whether `key`'s scope covers `needed` (admin covers read)."""
+    return key.scope == "admin" or key.scope == needed

@@ -1,0 +1,194 @@
+"""Connecting a store: connect sessions, CSRF state, and completing the platform's callback.
+
+A connect session is a link an app hands its merchant. Opening it creates a fresh state (256
+random bits, stored hashed, single use, 10 minutes) and redirects to the platform; the callback
+consumes the state, exchanges the code, identifies the account and upserts the connection.
+Nothing is written for a callback that fails.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import httpx2
+
+from shopkeys.clock import Clock, utc_now
+from shopkeys.crypto import fingerprint
+from shopkeys.errors import AuthorizationDead, ProviderError, ShopkeysError
+from shopkeys.providers.base import Provider
+from shopkeys.store.records import AuthSession, Connection
+from shopkeys.store.vault import StateProblem, Vault
+
+STATE_LIFETIME = timedelta(minutes=10)
+SESSION_LIFETIME = timedelta(minutes=30)
+
+
+class ConnectError(ShopkeysError):
+    """A connect request or callback that cannot complete; `status` is the HTTP status to show."""
+
+    def __init__(self, reason: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectLink:
+    """Where to send the merchant, and until when the link works."""
+
+    session_id: str
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A callback that stored a connection."""
+
+    connection: Connection
+    created: bool
+    session: AuthSession
+
+
+class ConnectFlow:
+    """The connect use case, independent of any web framework."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        providers: Mapping[str, Provider],
+        http: httpx2.AsyncClient,
+        *,
+        public_url: str,
+        redirect_uri: Callable[[str], str],
+        allowed_return_origins: list[str],
+        clock: Clock = utc_now,
+    ) -> None:
+        self.vault = vault
+        self.providers = providers
+        self.http = http
+        self.public_url = public_url.rstrip("/")
+        self.redirect_uri = redirect_uri
+        self.allowed_return_origins = {_origin(o) for o in allowed_return_origins}
+        self.clock = clock
+
+    def provider(self, name: str) -> Provider:
+        provider = self.providers.get(name)
+        if provider is None:
+            raise ConnectError(
+                "not_configured",
+                f"{name} is not configured: set its app credentials (see `shopkeys doctor`)",
+                404,
+            )
+        return provider
+
+    async def start(
+        self, provider: str, *, end_user_id: str | None, return_to: str | None = None
+    ) -> ConnectLink:
+        """A new connect session for `end_user_id`; its URL starts the platform's authorization."""
+        self.provider(provider)
+        if return_to is not None and _origin(return_to) not in self.allowed_return_origins:
+            raise ConnectError(
+                "return_to_not_allowed",
+                "return_to must be on an allowed origin (SHOPKEYS_RETURN_TO_ORIGINS)",
+                400,
+            )
+        token = secrets.token_urlsafe(32)
+        expires_at = self.clock() + SESSION_LIFETIME
+        session = await self.vault.create_auth_session(
+            provider=provider,
+            end_user_id=end_user_id,
+            return_to=return_to,
+            token_hash=fingerprint(token),
+            expires_at=expires_at,
+        )
+        return ConnectLink(session.id, f"{self.public_url}/connect/{token}", expires_at)
+
+    async def authorization_redirect(self, token: str) -> str:
+        """The platform's authorization URL for a connect link, with a fresh single-use state."""
+        session = await self.vault.auth_session_by_token(fingerprint(token))
+        if session is None:
+            raise ConnectError("unknown_session", "This connect link is not valid.", 404)
+        if session.consumed_at is not None:
+            raise ConnectError("used_session", "This connect link has already been used.", 410)
+        now = self.clock()
+        if now >= session.expires_at:
+            raise ConnectError("expired_session", "This connect link has expired.", 410)
+        provider = self.provider(session.provider)
+        state = secrets.token_urlsafe(32)
+        await self.vault.issue_state(session.id, fingerprint(state), now + STATE_LIFETIME)
+        return provider.authorization_url(state, self.redirect_uri(provider.name))
+
+    async def complete(self, provider_name: str, params: Mapping[str, str]) -> Completed:
+        """Finish an authorization from the callback's query parameters."""
+        provider = self.provider(provider_name)
+        if "error" in params:
+            # The merchant declined (or the platform refused); the state dies with it.
+            if params.get("state"):
+                await self.vault.consume_state(fingerprint(params["state"]))
+            raise ConnectError(
+                "declined",
+                f"The authorization was declined on {provider.display_name}.",
+                400,
+            )
+        state = params.get("state")
+        if not state:
+            raise ConnectError("missing_state", "The callback has no state parameter.", 400)
+        check = await self.vault.consume_state(fingerprint(state))
+        if check.problem is not None or check.session is None:
+            raise _state_error(check.problem)
+        session = check.session
+        if session.provider != provider.name:
+            raise ConnectError(
+                "wrong_provider", "The callback does not belong to this platform.", 400
+            )
+        code = params.get("code")
+        if not code:
+            raise ConnectError("missing_code", "The callback has no authorization code.", 400)
+        extra = {k: v for k, v in params.items() if k not in ("code", "state")}
+        try:
+            grant = await provider.exchange_code(
+                self.http, code, self.redirect_uri(provider.name), **extra
+            )
+            account = await provider.identify(self.http, grant)
+        except AuthorizationDead as exc:
+            raise ConnectError(
+                "platform_refused",
+                f"{provider.display_name} refused the authorization code: {exc.detail}",
+                502,
+            ) from exc
+        except ProviderError as exc:
+            raise ConnectError(
+                "platform_error",
+                f"{provider.display_name} failed while connecting: {exc.detail}",
+                502,
+            ) from exc
+        connection, created = await self.vault.upsert_connection(
+            grant, account, end_user_id=session.end_user_id
+        )
+        await self.vault.complete_auth_session(session.id, connection.id)
+        return Completed(connection=connection, created=created, session=session)
+
+    def safe_return_to(self, return_to: str | None) -> str | None:
+        """`return_to` if its origin is allowed (checked again: settings may have changed)."""
+        if return_to and _origin(return_to) in self.allowed_return_origins:
+            return return_to
+        return None
+
+
+def _state_error(problem: StateProblem | None) -> ConnectError:
+    if problem is StateProblem.EXPIRED:
+        return ConnectError("expired_state", "This authorization took too long; start again.", 403)
+    if problem is StateProblem.USED:
+        return ConnectError("reused_state", "This authorization was already completed.", 403)
+    return ConnectError("unknown_state", "The callback's state is not one we issued.", 403)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -1,0 +1,281 @@
+"""AliExpress Open Platform (the IOP gateway that Lazada shares): signed system and business calls.
+
+Token calls are the system APIs `/auth/token/create` and `/auth/token/refresh`, sent the way the
+official IOP SDKs send them: a form POST to `/rest` carrying `method={api name}`, the system
+parameters and an HMAC-SHA256 signature. Business APIs go to `/sync` with the access token as
+`session`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import ClassVar
+from urllib.parse import parse_qsl, urlencode
+
+import httpx2
+
+from shopkeys.clock import from_epoch_millis
+from shopkeys.errors import (
+    AuthorizationDead,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TemporaryFailure,
+)
+from shopkeys.grant import Account, Grant, Shop
+from shopkeys.providers.base import Fields, Provider
+
+TOKEN_CREATE = "/auth/token/create"
+TOKEN_REFRESH = "/auth/token/refresh"
+
+#: What the official SDKs put in `partner_id`; the gateway only records it.
+PARTNER_ID = "shopkeys"
+
+_FORM = "application/x-www-form-urlencoded"
+
+# Every error code PROTOCOLS.md lists, and what it means for the caller.
+ERROR_CLASSES: Mapping[str, type[ProviderError]] = {
+    "MissingParameter": RequestRejected,
+    "IncompleteSignature": RequestRejected,
+    "InvalidAppKey": RequestRejected,
+    "InvalidCode": AuthorizationDead,
+    "IllegalRefreshToken": AuthorizationDead,
+    "IllegalAccessToken": AuthorizationDead,
+    "ApiCallLimit": RateLimited,
+    # The app type may not refresh: the grant cannot be renewed without the merchant, so the
+    # only way forward is a new authorization before the access token runs out.
+    "AUTH_TYPE_UNSUPPORTED": AuthorizationDead,
+}
+
+# "This ban will last 3 more seconds" and similar.
+_BAN_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:more\s+)?(?:seconds?|secs?|s)\b", re.IGNORECASE)
+
+
+def sign(app_secret: str, api_name: str, params: Mapping[str, str]) -> str:
+    """The IOP signature: HMAC-SHA256 over the sorted `key+value` pairs, hex uppercase.
+
+    System APIs (names with a `/`) put their name in front; business APIs do not, since their
+    `method` is itself a signed parameter. `sign` itself is never signed.
+    """
+    pairs = "".join(f"{key}{params[key]}" for key in sorted(params) if key != "sign")
+    message = (api_name + pairs) if "/" in api_name else pairs
+    digest = hmac.new(app_secret.encode(), message.encode(), hashlib.sha256)
+    return digest.hexdigest().upper()
+
+
+def epoch_millis(moment: datetime) -> str:
+    """A datetime as the gateway's `timestamp`: epoch milliseconds, as a string."""
+    return str(int(moment.timestamp() * 1000))
+
+
+def ban_seconds(message: str) -> float | None:
+    """The ban length an `ApiCallLimit` message states, in seconds."""
+    match = _BAN_SECONDS.search(message)
+    return float(match.group(1)) if match else None
+
+
+class AliExpress(Provider):
+    """AliExpress sellers through the Open Platform (api-sg.aliexpress.com)."""
+
+    name: ClassVar[str] = "aliexpress"
+    display_name: ClassVar[str] = "AliExpress"
+    default_hosts: ClassVar[Mapping[str, str]] = {
+        "auth": "https://api-sg.aliexpress.com",
+        "api": "https://api-sg.aliexpress.com",
+    }
+    # AliExpress grants everything the app's category allows; it has no scope parameter.
+    default_scopes: ClassVar[tuple[str, ...]] = ()
+
+    def authorization_url(
+        self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
+    ) -> str:
+        query = urlencode(
+            {
+                "response_type": "code",
+                "force_auth": "true",
+                "client_id": self.credentials.client_id,
+                "redirect_uri": redirect_uri,
+                "state": state,
+            }
+        )
+        return f"{self.url('auth', '/oauth/authorize')}?{query}"
+
+    async def exchange_code(
+        self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str
+    ) -> Grant:
+        # The token call takes no redirect_uri: the code alone identifies the authorization.
+        body = await self._system_call(http, TOKEN_CREATE, {"code": code}, secrets=(code,))
+        return self._grant(body)
+
+    async def refresh(self, http: httpx2.AsyncClient, refresh_token: str) -> Grant:
+        body = await self._system_call(
+            http, TOKEN_REFRESH, {"refresh_token": refresh_token}, secrets=(refresh_token,)
+        )
+        return self._grant(body)
+
+    async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
+        """The seller from the token response itself; one AliExpress account is one shop."""
+        raw = Fields(dict(grant.raw), provider=self.name, endpoint="identify")
+        name = raw.opt_text("user_nick") or grant.account_name
+        extra = {
+            key: raw.get(key)
+            for key in ("user_id", "seller_id", "account_platform", "locale", "sp")
+            if raw.get(key) is not None
+        }
+        shop = Shop(id=grant.account_id, name=name, region=raw.opt_text("sp"))
+        return Account(account_id=grant.account_id, name=name, shops=[shop], extra=extra)
+
+    def sign_request(self, request: httpx2.Request, access_token: str) -> httpx2.Request:
+        """Add the system parameters, `session` and `sign` to a business call.
+
+        They go into the query string, or into the form body when the request has one (the
+        gateway reads both). The API name is the `method` parameter on `/sync`, or the path after
+        `/rest` for system APIs called in the path shape.
+        """
+        path = self.platform_path(request.url.path)
+        query = dict(request.url.params)
+        form: dict[str, str] | None = None
+        if request.headers.get("content-type", "").startswith(_FORM):
+            form = dict(parse_qsl(request.read().decode(), keep_blank_values=True))
+        params = {**query, **(form or {})}
+        if path.startswith("/rest/"):
+            api_name = path[len("/rest") :]
+        elif params.get("method"):
+            api_name = params["method"]
+        else:
+            raise ValueError("an AliExpress API call needs a `method` parameter")
+        added = {
+            "app_key": self.credentials.client_id,
+            "timestamp": epoch_millis(self.clock()),
+            "sign_method": "sha256",
+            "session": access_token,
+        }
+        added["sign"] = sign(self.credentials.client_secret, api_name, {**params, **added})
+        if form is None:
+            request.url = request.url.copy_merge_params(added)
+            return request
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        return httpx2.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=urlencode({**form, **added}).encode(),
+            extensions=request.extensions,
+        )
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _system_call(
+        self,
+        http: httpx2.AsyncClient,
+        api_name: str,
+        api_params: Mapping[str, str],
+        *,
+        secrets: tuple[str, ...],
+    ) -> Fields:
+        """POST a system API call to `/rest` as the official SDK does, and return its body."""
+        endpoint = api_name
+        params = {
+            "app_key": self.credentials.client_id,
+            "sign_method": "sha256",
+            "timestamp": epoch_millis(self.clock()),
+            "partner_id": PARTNER_ID,
+            "method": api_name,
+            "simplify": "false",
+            "format": "json",
+            **api_params,
+        }
+        params["sign"] = sign(self.credentials.client_secret, api_name, params)
+        response = await self._send(
+            http, "POST", self.url("api", "/rest"), endpoint=endpoint, data=params
+        )
+        self._check_http_status(response, endpoint)
+        if response.is_success:
+            body = self._json_object(response, endpoint)
+            self._raise_for_error(body, response.status_code, endpoint, secrets)
+            return body
+        # The gateway answers its own errors with HTTP 200; any other 4xx refused our request,
+        # whether or not it came with a readable error body.
+        try:
+            error = self._json_object(response, endpoint)
+        except ProtocolError:
+            error = Fields({}, provider=self.name, endpoint=endpoint)
+        self._raise_for_error(error, response.status_code, endpoint, secrets)
+        raise self._error(
+            RequestRejected, endpoint, f"HTTP {response.status_code}", status=response.status_code
+        )
+
+    def _raise_for_error(
+        self, body: Fields, status: int, endpoint: str, secrets: tuple[str, ...] = ()
+    ) -> None:
+        """Raise the classified error for a flat (`/rest`) or wrapped (`/sync`) error body."""
+        if "error_response" in body:
+            error = body.object("error_response")
+        elif "code" in body and str(body.get("code")) != "0":
+            error = body
+        else:
+            return
+        code = error.opt_text("code") or "unknown"
+        message = error.opt_text("message") or error.opt_text("msg") or "no message"
+        for secret in secrets:
+            # A gateway may echo the rejected code or token back; never carry it further.
+            if secret:
+                message = message.replace(secret, "[redacted]")
+        raise self._classify(code, error.opt_text("type"), message, endpoint, status)
+
+    def _classify(
+        self, code: str, kind: str | None, message: str, endpoint: str, status: int
+    ) -> ProviderError:
+        cls = ERROR_CLASSES.get(code)
+        if cls is RateLimited:
+            return self._rate_limited(
+                endpoint, message, code=code, status=status, retry_after=ban_seconds(message)
+            )
+        if cls is None:
+            # Unknown codes: ISP (the API's service) and SYSTEM (the gateway) errors are the
+            # platform failing on its side, so retrying later is sensible; ISV errors and
+            # anything untyped are about our request.
+            temporary = (kind or "").upper() in ("ISP", "SYSTEM")
+            cls = TemporaryFailure if temporary else RequestRejected
+        return self._error(cls, endpoint, message, code=code, status=status)
+
+    def _grant(self, body: Fields) -> Grant:
+        now = self.clock()
+        access_expires = _expiry(body, "expire_time", "expires_in", now)
+        refresh_expires = _expiry(body, "refresh_token_valid_time", "refresh_expires_in", now)
+        if access_expires is None:
+            raise self._protocol(
+                body.endpoint, "the token response has neither 'expire_time' nor 'expires_in'"
+            )
+        account_id = body.id("seller_id") if body.get("seller_id") else body.id("user_id")
+        return Grant(
+            provider=self.name,
+            access_token=body.text("access_token"),
+            refresh_token=body.text("refresh_token"),
+            access_expires_at=access_expires,
+            refresh_expires_at=refresh_expires,
+            scopes=[],
+            account_id=account_id,
+            account_name=body.opt_text("user_nick"),
+            raw=body.without_tokens(),
+        )
+
+
+def _expiry(body: Fields, absolute: str, relative: str, now: datetime) -> datetime | None:
+    """An expiry from the absolute epoch-milliseconds field, else from the seconds-left field.
+
+    None when the response states neither (the gateway always sends both for the access token;
+    the refresh fields are missing only for app types that cannot refresh).
+    """
+    millis = body.opt_number(absolute)
+    if millis is not None:
+        return from_epoch_millis(millis)
+    seconds = body.opt_number(relative)
+    if seconds is not None:
+        return now + timedelta(seconds=seconds)
+    return None

@@ -1,0 +1,305 @@
+"""Ecwid (Lightspeed E-Series): OAuth 2.0 codes for tokens that never expire, Bearer-only REST.
+
+Quirks worth knowing (PROTOCOLS.md, "Ecwid", checked against docs.ecwid.com):
+- Access tokens (`secret_...`) do not expire and there is no refresh grant: the grant has no
+  expiry and `refresh()` raises `NotSupported`. A token dies when the app is uninstalled, or
+  when its authorization code is exchanged a second time; the REST API then answers
+  403 `INVALID_API_TOKEN`, which means "re-authorize".
+- The code exchange is a form-encoded POST (GET stopped working on 2025-03-20).
+- The REST API takes the token only as `Authorization: Bearer` (the `?token=` query parameter
+  stopped working on 2025-03-20).
+- REST errors are `{"errorMessage": ..., "errorCode": ...}`; the token endpoint's errors are not
+  documented, so both that shape and RFC 6749's `{"error": ...}` are understood.
+- Webhooks are signed over `{eventCreated}.{eventId}` from the JSON body, not over the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from typing import ClassVar, Final
+
+import httpx2
+
+from shopkeys.errors import (
+    AuthorizationDead,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TemporaryFailure,
+)
+from shopkeys.grant import Account, Grant, Shop
+from shopkeys.providers.base import Fields, retry_after_seconds, split_scopes
+from shopkeys.providers.oauth2 import ERROR_CLASSES as OAUTH_ERROR_CLASSES
+from shopkeys.providers.oauth2 import OAuth2Provider
+
+AUTHORIZE_PATH: Final = "/api/oauth/authorize"
+TOKEN_PATH: Final = "/api/oauth/token"
+SIGNATURE_HEADER: Final = "X-Ecwid-Webhook-Signature"
+
+# Ecwid's REST error codes (docs.ecwid.com, "REST API error codes") whose class is not simply
+# "our request was refused". Every code not listed here is `RequestRejected`, see `error_class`.
+REST_ERROR_CLASSES: Final[Mapping[str, type[ProviderError]]] = {
+    # The token is unknown, revoked by an uninstall, or disabled by a second exchange of its
+    # code: only a new authorization brings access back.
+    "INVALID_API_TOKEN": AuthorizationDead,
+    # The store itself is gone (deleted): the grant can never work again. Our own store id comes
+    # from the token response, so it is not a typo on our side.
+    "STORE_NOT_FOUND": AuthorizationDead,
+    # The token works but lacks a scope: the app must ask for it (our configuration), and
+    # re-authorizing with the same scopes would not help.
+    "INSUFFICIENT_APP_SCOPE": RequestRejected,
+    # 402s: the store's plan lacks the API or the feature, or the store is suspended. The token
+    # stays valid and re-authorizing would not help, so the connection is not dead; the call is
+    # refused until the merchant upgrades or reopens the store, and retrying will not change it.
+    "NOT_AVAILABLE_ON_CURRENT_PLAN": RequestRejected,
+    "STORE_IS_SUSPENDED": RequestRejected,
+    "RATE_LIMITED": RateLimited,
+    "TIMEOUT": TemporaryFailure,
+    "INTERNAL_ERROR": TemporaryFailure,
+}
+
+# HTTP statuses that mean "try again later" even with an unknown error code.
+_TEMPORARY_STATUSES: Final = frozenset({408, 502, 503, 504})
+
+
+def signature(client_secret: str, event_created: int | str, event_id: str) -> str:
+    """Ecwid's webhook signature: base64 HMAC-SHA256 of `{eventCreated}.{eventId}`.
+
+    The key is the app's client secret (not a `secret_...` access token).
+    """
+    message = f"{event_created}.{event_id}".encode()
+    digest = hmac.new(client_secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def error_class(code: str | None, status: int) -> type[ProviderError]:
+    """The class for an Ecwid REST error code (or a bare status when there is no code).
+
+    Unknown codes are `RequestRejected` unless the status says the platform failed on its side:
+    a wrongly "temporary" error would be retried forever, a wrongly "rejected" one surfaces.
+    """
+    known = REST_ERROR_CLASSES.get(code) if code else None
+    if known is not None:
+        return known
+    if status == 429:
+        return RateLimited
+    if status >= 500 or status in _TEMPORARY_STATUSES:
+        return TemporaryFailure
+    if code is None and status in (401, 403):
+        # Ecwid has been seen answering a bare 403 (no body) for an unknown token. We always
+        # send the header, so a refused credential is the token's death, not our request's bug.
+        return AuthorizationDead
+    return RequestRejected
+
+
+class Ecwid(OAuth2Provider):
+    """Ecwid's OAuth flow, store profile lookup, REST error classification and webhooks."""
+
+    name: ClassVar[str] = "ecwid"
+    display_name: ClassVar[str] = "Ecwid"
+    default_hosts: ClassVar[Mapping[str, str]] = {
+        "auth": "https://my.ecwid.com",
+        "api": "https://app.ecwid.com",
+    }
+    # `read_store_profile` is always granted; identify needs nothing more.
+    default_scopes: ClassVar[tuple[str, ...]] = (
+        "read_store_profile",
+        "read_catalog",
+        "read_orders",
+    )
+    refreshable: ClassVar[bool] = False
+    signs_webhooks: ClassVar[bool] = True
+
+    # -- authorization ----------------------------------------------------------------------------
+
+    def authorization_url(
+        self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
+    ) -> str:
+        return self._authorize(
+            self.url("auth", AUTHORIZE_PATH),
+            {
+                "client_id": self.credentials.client_id,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": self._scope_param(scopes),
+                "state": state,
+            },
+        )
+
+    async def exchange_code(
+        self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str
+    ) -> Grant:
+        endpoint = "token"
+        declined = callback_params.get("error")
+        if declined:
+            kind = OAUTH_ERROR_CLASSES.get(declined, RequestRejected)
+            raise self._error(kind, endpoint, "the merchant did not authorize", code=declined)
+        response = await self._send(
+            http,
+            "POST",
+            self.url("auth", TOKEN_PATH),
+            endpoint=endpoint,
+            data={
+                "client_id": self.credentials.client_id,
+                "client_secret": self.credentials.client_secret,
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "grant_type": "authorization_code",
+            },
+        )
+        self._check_http_status(response, endpoint)
+        if not response.is_success and not _is_json_object(response):
+            # A 4xx without an error body (a proxy's page, an empty answer) is still a refusal
+            # of our request; only a garbled success is a protocol error.
+            raise self._error(
+                RequestRejected,
+                endpoint,
+                f"HTTP {response.status_code} without an error body",
+                status=response.status_code,
+            )
+        body = self._json_object(response, endpoint)
+        if not response.is_success or "error" in body or "errorCode" in body:
+            raise self._token_error(body, response.status_code, endpoint)
+        grant = self._grant(body)
+        expected = callback_params.get("store_id")
+        if expected and expected != grant.account_id:
+            raise self._protocol(endpoint, "the token belongs to another store than the callback")
+        return grant
+
+    def _grant(self, body: Fields) -> Grant:
+        access_token = body.text("access_token")
+        token_type = body.opt_text("token_type")
+        # The docs show "bearer", Ecwid's own WordPress plugin expects "Bearer": accept both.
+        if token_type is not None and token_type.lower() != "bearer":
+            raise self._protocol(body.endpoint, f"unexpected token type {token_type!r}")
+        return Grant(
+            provider=self.name,
+            access_token=access_token,
+            refresh_token=None,
+            access_expires_at=None,
+            refresh_expires_at=None,
+            scopes=split_scopes(body.opt_text("scope")),
+            account_id=body.id("store_id"),
+            account_name=None,
+            raw=body.without_tokens(),
+        )
+
+    def _token_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:
+        # A bare 401/403 here refuses our client credentials (RequestRejected, as RFC 6749 has
+        # it), unlike on the REST API where it refuses the token.
+        if isinstance(body.get("errorCode"), str):
+            return self._rest_error(body, status, endpoint)
+        return self._oauth_error(body, status, endpoint)
+
+    # -- the REST API -----------------------------------------------------------------------------
+
+    def api_url(self, store_id: str, path: str) -> str:
+        """The REST URL of `path` (starting with `/`) in store `store_id`."""
+        return self.url("api", f"/api/v3/{store_id}{path}")
+
+    async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
+        endpoint = "profile"
+        response = await self._send(
+            http,
+            "GET",
+            self.api_url(grant.account_id, "/profile"),
+            endpoint=endpoint,
+            headers={"Authorization": f"Bearer {grant.access_token}", "Accept": "application/json"},
+        )
+        problem = self.classify(response, endpoint)
+        if problem is not None:
+            raise problem
+        profile = self._json_object(response, endpoint)
+        general = profile.object("generalInfo")
+        store_id = general.id("storeId")
+        if store_id != grant.account_id:
+            raise self._protocol(endpoint, "the profile belongs to another store than the grant")
+        settings = _optional_object(profile, "settings")
+        account = _optional_object(profile, "account")
+        store_name = settings.opt_text("storeName") if settings else None
+        owner_name = account.opt_text("accountName") if account else None
+        store_url = general.opt_text("storeUrl")
+        name = store_name or owner_name or store_url
+        extra = {k: v for k, v in {"store_url": store_url, "owner": owner_name}.items() if v}
+        return Account(
+            account_id=store_id,
+            name=name,
+            shops=[Shop(id=store_id, name=name, extra=extra)],
+            extra=extra,
+        )
+
+    def classify(self, response: httpx2.Response, endpoint: str = "api") -> ProviderError | None:
+        """The classified error for a REST API answer, or None when it succeeded."""
+        if response.is_success:
+            return None
+        status = response.status_code
+        try:
+            data = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if isinstance(data, dict):
+            body = Fields(data, provider=self.name, endpoint=endpoint)
+            return self._rest_error(body, status, endpoint, retry_after_seconds(response))
+        # No JSON body (an empty 403, a gateway's HTML page): the status alone decides.
+        kind = error_class(None, status)
+        message = f"the platform answered HTTP {status} without an error code"
+        if kind is RateLimited:
+            return self._rate_limited(
+                endpoint, message, status=status, retry_after=retry_after_seconds(response)
+            )
+        return self._error(kind, endpoint, message, status=status)
+
+    def _rest_error(
+        self, body: Fields, status: int, endpoint: str, retry_after: float | None = None
+    ) -> ProviderError:
+        raw_code = body.get("errorCode")
+        code = raw_code if isinstance(raw_code, str) and raw_code else None
+        raw_message = body.get("errorMessage")
+        message = raw_message if isinstance(raw_message, str) and raw_message else f"HTTP {status}"
+        kind = error_class(code, status)
+        if kind is RateLimited:
+            return self._rate_limited(
+                endpoint, message, code=code, status=status, retry_after=retry_after
+            )
+        return self._error(kind, endpoint, message, code=code, status=status)
+
+    # -- webhooks ---------------------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
+        received = next(
+            (v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), None
+        )
+        if not received:
+            return False
+        try:
+            event = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return False
+        if not isinstance(event, dict):
+            return False
+        created = event.get("eventCreated")
+        event_id = event.get("eventId")
+        # Ecwid sends eventCreated as an integer; a float or bool would format differently than
+        # on Ecwid's side, so only integers (or their decimal strings) can match.
+        if isinstance(created, bool) or not isinstance(created, int | str):
+            return False
+        if not isinstance(event_id, str):
+            return False
+        expected = signature(self.credentials.client_secret, created, event_id)
+        return hmac.compare_digest(expected.encode(), received.encode())
+
+
+def _is_json_object(response: httpx2.Response) -> bool:
+    try:
+        return isinstance(response.json(), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def _optional_object(fields: Fields, key: str) -> Fields | None:
+    """A nested object that a narrowed profile (`responseFields`) may leave out."""
+    return fields.object(key) if fields.get(key) is not None else None

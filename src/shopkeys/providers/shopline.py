@@ -1,0 +1,237 @@
+"""SHOPLINE (shoplineapp.com): a Doorkeeper OAuth 2.0 server at developers.shoplineapp.com.
+
+Not SHOPLINE global (shopline.com, `{handle}.myshopline.com`), which signs its token calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import httpx2
+
+from shopkeys.clock import from_epoch_seconds
+from shopkeys.errors import (
+    AuthorizationDead,
+    ConfigurationError,
+    ProtocolError,
+    RequestRejected,
+    TemporaryFailure,
+)
+from shopkeys.grant import Account, Grant, Shop
+from shopkeys.providers.base import Fields, split_scopes
+from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
+
+#: The platform's docs: "The refresh token will expire within one day after the access token has
+#: expired." The token response does not say when, so this is how we know.
+REFRESH_GRACE = timedelta(days=1)
+
+# Codes SHOPLINE sends beyond RFC 6749 (token info) plus Doorkeeper's own `invalid_token`.
+SHOPLINE_ERROR_CLASSES: Mapping[
+    str, type[AuthorizationDead | RequestRejected | TemporaryFailure]
+] = {
+    **ERROR_CLASSES,
+    # The grant's access token is unusable. A refresh might still save the connection, but the
+    # refresh engine refreshes ahead of expiry, so reaching this means the grant is gone for us.
+    "TOKEN_EXPIRED": AuthorizationDead,
+    # Uninstalled or revoked: the refresh token died with it, only a new authorization helps.
+    "TOKEN_REVOKED": AuthorizationDead,
+    # We sent no Bearer header: our bug.
+    "MISSING_TOKEN_ERROR": RequestRejected,
+    # Doorkeeper's stock answer for an unknown token.
+    "invalid_token": AuthorizationDead,
+}
+
+
+class Shopline(OAuth2Provider):
+    """SHOPLINE Open API apps: authorization code grant, rotating refresh tokens, token info."""
+
+    name: ClassVar[str] = "shopline"
+    display_name: ClassVar[str] = "SHOPLINE"
+    default_hosts: ClassVar[Mapping[str, str]] = {
+        "auth": "https://developers.shoplineapp.com",
+        "api": "https://open.shoplineapp.com",
+    }
+    # SHOPLINE scopes are resource names, not read/write pairs: store profile, products, orders.
+    default_scopes: ClassVar[tuple[str, ...]] = ("merchants", "products", "orders")
+    refreshable: ClassVar[bool] = True
+    # SHOPLINE does sign webhooks, but in the delivery URL's `sign` query parameter over re-sorted
+    # JSON, which `verify_webhook(headers, body)` cannot see.
+    signs_webhooks: ClassVar[bool] = False
+
+    def authorization_url(
+        self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
+    ) -> str:
+        if urlsplit(redirect_uri).query:
+            # SHOPLINE refuses to register such an address, so the flow could never complete.
+            raise ConfigurationError("SHOPLINE redirect URIs may not carry query parameters")
+        return self._authorize(
+            self.url("auth", "/oauth/authorize"),
+            {
+                "client_id": self.credentials.client_id,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": self._scope_param(scopes),
+                "state": state,
+            },
+        )
+
+    async def exchange_code(
+        self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str
+    ) -> Grant:
+        endpoint = "token"
+        error = callback_params.get("error")
+        if error:
+            # The merchant pressed Deny (or the page refused us): nothing to exchange.
+            body = Fields(dict(callback_params), provider=self.name, endpoint="authorize")
+            raise self._oauth_error(body, 400, "authorize")
+        body = await self._token_request(
+            http,
+            endpoint,
+            self.url("auth", "/oauth/token"),
+            json={
+                "code": code,
+                "grant_type": "authorization_code",
+                "client_id": self.credentials.client_id,
+                "client_secret": self.credentials.client_secret,
+                "redirect_uri": redirect_uri,
+            },
+        )
+        return self._grant(body)
+
+    async def refresh(self, http: httpx2.AsyncClient, refresh_token: str) -> Grant:
+        # The docs show query parameters; a JSON body (accepted as well) keeps secrets out of URLs
+        # and so out of every proxy's access log.
+        body = await self._token_request(
+            http,
+            "refresh",
+            self.url("auth", "/oauth/token"),
+            json={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": self.credentials.client_id,
+                "client_secret": self.credentials.client_secret,
+            },
+        )
+        return self._grant(body)
+
+    async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
+        endpoint = "token_info"
+        response = await self._send(
+            http,
+            "GET",
+            self.url("auth", "/oauth/token/info"),
+            endpoint=endpoint,
+            headers={"Authorization": f"Bearer {grant.access_token}", "Accept": "application/json"},
+        )
+        self._check_http_status(response, endpoint)
+        body = self._json_object(response, endpoint)
+        if not response.is_success or "error" in body or "code" in body:
+            raise self._oauth_error(body, response.status_code, endpoint)
+        merchant = body.object("merchant")
+        merchant_id = merchant.id("_id")
+        name = merchant.opt_text("name")
+        handle = merchant.opt_text("handle")
+        shop_extra = {k: v for k, v in (("handle", handle), ("email", merchant.get("email"))) if v}
+        return Account(
+            account_id=merchant_id,
+            name=name,
+            shops=[Shop(id=merchant_id, name=name, extra=shop_extra)],
+            extra={"scopes": _scopes(body), "handle": handle},
+        )
+
+    async def revoke(self, http: httpx2.AsyncClient, token: str) -> None:
+        """Revoke an access or refresh token (either one ends the whole authorization)."""
+        endpoint = "revoke"
+        response = await self._send(
+            http,
+            "POST",
+            self.url("auth", "/oauth/revoke"),
+            endpoint=endpoint,
+            auth=httpx2.BasicAuth(self.credentials.client_id, self.credentials.client_secret),
+            json={"token": token},
+        )
+        self._check_http_status(response, endpoint)
+        # Even the success is `{}`: anything else (a gateway's page) leaves the outcome unknown.
+        body = self._json_object(response, endpoint)
+        if response.is_success and "error" not in body:
+            return
+        raise self._oauth_error(body, response.status_code, endpoint)
+
+    # -- parsing --------------------------------------------------------------------------------
+
+    def _oauth_error(
+        self, body: Fields, status: int, endpoint: str
+    ) -> AuthorizationDead | RequestRejected | TemporaryFailure:
+        code = body.get("error")
+        if not isinstance(code, str):
+            code = body.get("code")
+        if not isinstance(code, str):
+            return super()._oauth_error(body, status, endpoint)
+        # Unknown codes are our request's fault unless proven otherwise: a temporary failure
+        # would come as 5xx, which `_check_http_status` already handled.
+        kind = SHOPLINE_ERROR_CLASSES.get(code, RequestRejected)
+        message = code
+        for key in ("error_description", "message"):
+            # Doorkeeper sometimes sends a dict of descriptions here; only a string is a message.
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                message = value
+                break
+        return self._error(kind, endpoint, message, code=code, status=status)
+
+    def _grant(self, body: Fields) -> Grant:
+        token_type = body.text("token_type")
+        if token_type.lower() != "bearer":
+            raise ProtocolError(
+                f"token_type should be Bearer, got {token_type[:20]!r}",
+                provider=self.name,
+                endpoint=body.endpoint,
+            )
+        access_token = body.text("access_token")
+        refresh_token = body.opt_text("refresh_token")
+        access_expires = self._access_expiry(body)
+        refresh_expires = (
+            access_expires + REFRESH_GRACE if refresh_token and access_expires else None
+        )
+        merchant = body.object("merchant") if body.get("merchant") is not None else None
+        if "resource_owner_id" in body or merchant is None:
+            account_id = body.id("resource_owner_id")
+        else:
+            account_id = merchant.id("_id")
+        return Grant(
+            provider=self.name,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            access_expires_at=access_expires,
+            refresh_expires_at=refresh_expires,
+            scopes=_scopes(body),
+            account_id=account_id,
+            account_name=merchant.opt_text("name") if merchant else None,
+            raw=body.without_tokens(),
+        )
+
+    def _access_expiry(self, body: Fields) -> datetime | None:
+        """`created_at + expires_in`: the token's life counts from its issue, not from now."""
+        expires_in = body.opt_number("expires_in")
+        if expires_in is None:
+            return None  # Doorkeeper leaves it out for tokens that never expire.
+        created_at = body.opt_number("created_at")
+        issued = from_epoch_seconds(created_at) if created_at is not None else self.clock()
+        return issued + timedelta(seconds=expires_in)
+
+
+def _scopes(body: Fields) -> list[str]:
+    """The token response sends a space-separated string, token info a list."""
+    value = body.get("scope")
+    if isinstance(value, list):
+        return body.texts("scope")
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(
+            f"field 'scope' should be a string or a list, got {type(value).__name__}",
+            provider=body.provider,
+            endpoint=body.endpoint,
+        )
+    return split_scopes(value)

@@ -1,0 +1,298 @@
+"""TikTok Shop Partner API: auth v2 tokens, signed API calls (version 202309), signed webhooks.
+
+Quirks worth knowing (PROTOCOLS.md, "TikTok Shop"):
+- The token endpoints are unsigned GETs that carry the app secret in the query string, so no
+  URL of theirs may reach an exception message or a log line (`shopkeys.redact` guards httpx2's
+  logger; our own messages never name URLs).
+- `access_token_expire_in` and `refresh_token_expire_in` are ABSOLUTE Unix times in seconds,
+  not durations.
+- Errors arrive as HTTP 200 with a non-zero `code` (a bad signature as HTTP 401).
+- The US region's authorization page lives on `services.us.tiktokshop.com`; point the base URL
+  there (or at a sandbox) to use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import ClassVar, Final
+from urllib.parse import urlencode
+
+import httpx2
+
+from shopkeys.clock import from_epoch_seconds
+from shopkeys.errors import (
+    AuthorizationDead,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TemporaryFailure,
+)
+from shopkeys.grant import Account, Grant, Shop
+from shopkeys.providers.base import Fields, Provider, retry_after_seconds
+from shopkeys.redact import redact
+
+#: Query parameters that never enter the signature.
+UNSIGNED_PARAMETERS: Final = frozenset({"sign", "access_token"})
+
+#: Header that carries the access token on API calls.
+ACCESS_TOKEN_HEADER: Final = "x-tts-access-token"
+
+TOKEN_GET_PATH: Final = "/api/v2/token/get"
+TOKEN_REFRESH_PATH: Final = "/api/v2/token/refresh"
+SHOPS_PATH: Final = "/authorization/202309/shops"
+
+# Every error code PROTOCOLS.md lists, and what it means for the caller.
+ERROR_CLASSES: Final[Mapping[int, type[ProviderError]]] = {
+    36004004: AuthorizationDead,  # auth code invalid, expired or already used
+    36004001: AuthorizationDead,  # refresh token expired
+    36004005: AuthorizationDead,  # no such authorization (revoked, or unknown refresh token)
+    105001: AuthorizationDead,  # access token invalid: revoked with its authorization
+    # An expired access token is our mistake (the caller should have refreshed first), not a dead
+    # authorization: re-authorizing would be the wrong cure, refreshing is the right one.
+    105002: RequestRejected,
+    105005: RequestRejected,  # the app lacks the API permission: fix the app's scopes
+    106001: RequestRejected,  # bad signature
+    36009004: RequestRejected,  # bad app key, timestamp or access-token header
+    36009002: RateLimited,
+    36009003: TemporaryFailure,  # the platform's internal error: retry
+}
+
+# Unknown codes are our request's fault unless the platform's own words say it failed on its
+# side; a wrongly "temporary" error would be retried forever, a wrongly "rejected" one surfaces.
+_TEMPORARY_WORDS: Final = ("internal", "system busy", "timeout", "timed out", "try again")
+
+# Absolute Unix times before this (2001-09-09) can only be durations mistaken for times.
+_EARLIEST_EXPIRY: Final = 1_000_000_000
+
+
+def sign(app_secret: str, path: str, params: Mapping[str, str], body: bytes = b"") -> str:
+    """TikTok Shop's request signature: lowercase hex HMAC-SHA256 keyed with the app secret.
+
+    The message is the path, then `key` + `value` of every parameter but `sign` and
+    `access_token` sorted by key, then the body (pass `b""` for GET and multipart requests),
+    the whole wrapped in the app secret on both sides.
+    """
+    pairs = "".join(f"{k}{params[k]}" for k in sorted(params) if k not in UNSIGNED_PARAMETERS)
+    secret = app_secret.encode()
+    message = secret + path.encode() + pairs.encode() + body + secret
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def webhook_signature(app_key: str, app_secret: str, body: bytes) -> str:
+    """The `Authorization` header of a TikTok Shop webhook: hex HMAC-SHA256 of app key + body."""
+    return hmac.new(app_secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
+
+
+def signs_body(method: str, content_type: str | None) -> bool:
+    """Whether the body enters the signature: not for GET, not for multipart uploads."""
+    if method.upper() == "GET":
+        return False
+    return not (content_type or "").lower().startswith("multipart/form-data")
+
+
+class TikTokShop(Provider):
+    """TikTok Shop (auth v2, API version 202309)."""
+
+    name: ClassVar[str] = "tiktok_shop"
+    display_name: ClassVar[str] = "TikTok Shop"
+    default_hosts: ClassVar[Mapping[str, str]] = {
+        "services": "https://services.tiktokshop.com",
+        "auth": "https://auth.tiktok-shops.com",
+        "api": "https://open-api.tiktokglobalshop.com",
+    }
+    # Scopes are chosen on the app's service in Partner Center, not in the authorize request.
+    default_scopes: ClassVar[tuple[str, ...]] = ()
+    refreshable: ClassVar[bool] = True
+    signs_webhooks: ClassVar[bool] = True
+
+    # -- authorization --------------------------------------------------------------------------
+
+    def authorization_url(
+        self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
+    ) -> str:
+        """The service's authorization page; TikTok ignores `redirect_uri` and `scopes`.
+
+        TikTok always redirects to the redirect URI registered for the app, and scopes belong to
+        the service. Without a configured service id we fall back to the older page addressed by
+        app key (still documented), rather than refusing to connect.
+        """
+        service_id = self.credentials.service_id
+        if service_id:
+            query = urlencode({"service_id": service_id, "state": state})
+            return self.url("services", f"/open/authorize?{query}")
+        query = urlencode({"app_key": self.credentials.client_id, "state": state})
+        return self.url("auth", f"/oauth/authorize?{query}")
+
+    async def exchange_code(
+        self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str
+    ) -> Grant:
+        """Trade the callback's `code` for tokens (`redirect_uri` plays no part on TikTok)."""
+        params = {
+            "app_key": self.credentials.client_id,
+            "app_secret": self.credentials.client_secret,
+            "auth_code": code,
+            "grant_type": "authorized_code",
+        }
+        data = await self._token_call(http, "token", TOKEN_GET_PATH, params)
+        # Where the seller's shop is, as the callback said; the token response does not say it.
+        extra = {k: callback_params[k] for k in ("shop_region", "locale") if callback_params.get(k)}
+        return self._grant(data, extra)
+
+    async def refresh(self, http: httpx2.AsyncClient, refresh_token: str) -> Grant:
+        """A new grant; keep its refresh token, the one sent may stop working."""
+        params = {
+            "app_key": self.credentials.client_id,
+            "app_secret": self.credentials.client_secret,
+            "refresh_token": refresh_token,
+            "grant_type": "refresh_token",
+        }
+        data = await self._token_call(http, "refresh", TOKEN_REFRESH_PATH, params)
+        return self._grant(data, {})
+
+    async def _token_call(
+        self, http: httpx2.AsyncClient, endpoint: str, path: str, params: Mapping[str, str]
+    ) -> Fields:
+        response = await self._send(
+            http, "GET", self.url("auth", path), endpoint=endpoint, params=params
+        )
+        return self._envelope(response, endpoint)
+
+    def _grant(self, data: Fields, extra: Mapping[str, str]) -> Grant:
+        return Grant(
+            provider=self.name,
+            access_token=data.text("access_token"),
+            refresh_token=data.text("refresh_token"),
+            access_expires_at=self._expiry(data, "access_token_expire_in", required=True),
+            refresh_expires_at=self._expiry(data, "refresh_token_expire_in", required=False),
+            scopes=data.texts("granted_scopes"),
+            account_id=data.id("open_id"),
+            account_name=data.opt_text("seller_name"),
+            raw={**data.without_tokens(), **extra},
+        )
+
+    def _expiry(self, data: Fields, key: str, *, required: bool) -> datetime | None:
+        """An absolute expiry; a value that can only be a duration is a protocol break."""
+        value = data.number(key) if required else data.opt_number(key)
+        if value is None or (value == 0 and not required):
+            return None
+        if value < _EARLIEST_EXPIRY:
+            raise self._protocol(
+                data.endpoint, f"field {key!r} should be an absolute Unix time, got a duration"
+            )
+        return from_epoch_seconds(value)
+
+    # -- identity -------------------------------------------------------------------------------
+
+    async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
+        """The shops the grant covers (GET /authorization/202309/shops, signed)."""
+        endpoint = "shops"
+        response = await self._send(
+            http,
+            "GET",
+            self.url("api", SHOPS_PATH),
+            endpoint=endpoint,
+            auth=self.auth(grant.access_token),
+        )
+        data = self._envelope(response, endpoint)
+        shops = [
+            Shop(
+                id=shop.id("id"),
+                name=shop.opt_text("name"),
+                region=shop.opt_text("region"),
+                extra={
+                    "code": shop.opt_text("code"),
+                    "cipher": shop.text("cipher"),
+                    "seller_type": shop.opt_text("seller_type"),
+                },
+            )
+            for shop in data.objects("shops")
+        ]
+        return Account(account_id=grant.account_id, name=grant.account_name, shops=shops)
+
+    # -- signing --------------------------------------------------------------------------------
+
+    def sign_request(self, request: httpx2.Request, access_token: str) -> httpx2.Request:
+        """Add app_key, timestamp and sign to the query and the access-token header.
+
+        The signature covers the platform's own path (without a sandbox mount prefix) and the raw
+        body unless the request is a GET or a multipart upload.
+        """
+        timestamp = str(int(self.clock().timestamp()))
+        url = request.url.copy_merge_params(
+            {"app_key": self.credentials.client_id, "timestamp": timestamp}
+        )
+        params = {k: v for k, v in url.params.multi_items() if k != "sign"}
+        body = (
+            request.read()
+            if signs_body(request.method, request.headers.get("content-type"))
+            else b""
+        )
+        signature = sign(self.credentials.client_secret, self.platform_path(url.path), params, body)
+        request.url = url.copy_set_param("sign", signature)
+        request.headers[ACCESS_TOKEN_HEADER] = access_token
+        return request
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether the `Authorization` header is this app's signature of the raw body."""
+        received = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+        if not received:
+            return False
+        expected = webhook_signature(
+            self.credentials.client_id, self.credentials.client_secret, body
+        )
+        return hmac.compare_digest(expected.encode(), received.strip().lower().encode())
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def _envelope(self, response: httpx2.Response, endpoint: str) -> Fields:
+        """The `data` object of a successful answer, or the classified error."""
+        self._check_http_status(response, endpoint)
+        if response.is_client_error and not _looks_json(response):
+            raise self._error(
+                RequestRejected,
+                endpoint,
+                f"HTTP {response.status_code} without an error body",
+                status=response.status_code,
+            )
+        body = self._json_object(response, endpoint)
+        code = body.get("code")
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise self._protocol(endpoint, "field 'code' should be an integer")
+        if code != 0:
+            raise self._classify(code, body.get("message"), response, endpoint)
+        if not response.is_success:
+            raise self._error(
+                RequestRejected,
+                endpoint,
+                f"HTTP {response.status_code} with code 0",
+                status=response.status_code,
+            )
+        return body.object("data")
+
+    def _classify(
+        self, code: int, message: object, response: httpx2.Response, endpoint: str
+    ) -> ProviderError:
+        # The platform's words, redacted in case they echo a parameter back.
+        text = redact(message) if isinstance(message, str) and message else "no message"
+        status = response.status_code
+        kind = ERROR_CLASSES.get(code)
+        if kind is RateLimited:
+            return self._rate_limited(
+                endpoint,
+                text,
+                code=str(code),
+                status=status,
+                retry_after=retry_after_seconds(response),
+            )
+        if kind is None:
+            temporary = any(word in text.lower() for word in _TEMPORARY_WORDS)
+            kind = TemporaryFailure if temporary else RequestRejected
+        return self._error(kind, endpoint, text, code=str(code), status=status)
+
+
+def _looks_json(response: httpx2.Response) -> bool:
+    content_type = response.headers.get("content-type", "")
+    return "json" in content_type or response.content.lstrip()[:1] == b"{"

@@ -1,0 +1,190 @@
+"""Valid access tokens on demand: the hot path's cache and the single in-process refresh.
+
+The multi-instance refresh engine (leases, scheduling ahead of expiry) is a separate piece; this
+module is what it will build on: one refresh per connection at a time in this process, the rotated
+refresh token written with the refresh, and dead authorizations marked `needs_reauth`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx2
+
+from shopkeys.clock import Clock, utc_now
+from shopkeys.errors import AuthorizationDead, ProviderError, ShopkeysError
+from shopkeys.providers.base import Provider
+from shopkeys.store.records import ACTIVE, Connection, StoredTokens
+from shopkeys.store.vault import Vault, VersionConflict
+
+#: A token with less life than this is refreshed before it is handed out.
+MIN_LIFE = timedelta(minutes=5)
+#: How long a cached token is trusted without looking at the database again. Other processes
+#: (the CLI, a second instance) may have refreshed it; this bounds how long we miss that.
+CACHE_TTL = timedelta(seconds=60)
+
+
+class ConnectionNotFound(ShopkeysError):
+    """No connection has that id."""
+
+
+class ConnectionUnusable(ShopkeysError):
+    """The connection exists but cannot give a token (it needs re-authorization, or was revoked)."""
+
+    def __init__(self, connection: Connection, message: str) -> None:
+        super().__init__(message)
+        self.connection = connection
+
+
+@dataclass(frozen=True, slots=True)
+class FreshToken:
+    """An access token with enough life left, and what an app needs to use it."""
+
+    connection_id: str
+    provider: str
+    account_id: str
+    access_token: str = field(repr=False)
+    expires_at: datetime | None
+    version: int
+
+
+@dataclass(slots=True)
+class _Cached:
+    token: FreshToken
+    loaded_at: datetime
+
+
+class TokenService:
+    """Hands out valid access tokens, refreshing at most once at a time per connection."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        providers: Mapping[str, Provider],
+        http: httpx2.AsyncClient,
+        *,
+        clock: Clock = utc_now,
+        min_life: timedelta = MIN_LIFE,
+        cache_ttl: timedelta = CACHE_TTL,
+    ) -> None:
+        self.vault = vault
+        self.providers = providers
+        self.http = http
+        self.clock = clock
+        self.min_life = min_life
+        self.cache_ttl = cache_ttl
+        self._cache: dict[str, _Cached] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        vault.on_change(self.forget)
+
+    def forget(self, connection_id: str) -> None:
+        """Drop the cached token (the vault calls this after every change)."""
+        self._cache.pop(connection_id, None)
+
+    def cached(self, connection_id: str) -> FreshToken | None:
+        """The cached token if it is still good to hand out: the hot path, no I/O."""
+        entry = self._cache.get(connection_id)
+        if entry is None:
+            return None
+        now = self.clock()
+        if now - entry.loaded_at > self.cache_ttl or not self._has_life(
+            entry.token.expires_at, now
+        ):
+            return None
+        return entry.token
+
+    async def fresh_token(self, connection_id: str) -> FreshToken:
+        """A valid access token for the connection, refreshed first if it has too little life."""
+        token = self.cached(connection_id)
+        if token is not None:
+            return token
+        stored = await self._load(connection_id)
+        if self._has_life(stored.connection.access_expires_at, self.clock()):
+            return self._remember(stored)
+        return await self._refresh(connection_id, only_if_needed=True)
+
+    async def refresh(self, connection_id: str) -> FreshToken:
+        """Refresh now, whatever the token's remaining life."""
+        return await self._refresh(connection_id, only_if_needed=False)
+
+    async def _load(self, connection_id: str) -> StoredTokens:
+        stored = await self.vault.tokens(connection_id)
+        if stored is None:
+            raise ConnectionNotFound(f"no connection {connection_id}")
+        if stored.connection.status != ACTIVE:
+            raise ConnectionUnusable(
+                stored.connection,
+                f"connection {connection_id} is {stored.connection.status}: "
+                "the merchant must connect the store again",
+            )
+        return stored
+
+    def _has_life(self, expires_at: datetime | None, now: datetime) -> bool:
+        return expires_at is None or expires_at - now > self.min_life
+
+    def _remember(self, stored: StoredTokens) -> FreshToken:
+        connection = stored.connection
+        token = FreshToken(
+            connection_id=connection.id,
+            provider=connection.provider,
+            account_id=connection.account_id,
+            access_token=stored.access_token,
+            expires_at=connection.access_expires_at,
+            version=connection.version,
+        )
+        self._cache[connection.id] = _Cached(token, self.clock())
+        return token
+
+    async def _refresh(self, connection_id: str, *, only_if_needed: bool) -> FreshToken:
+        lock = self._locks.setdefault(connection_id, asyncio.Lock())
+        async with lock:
+            # Whoever held the lock before us may have refreshed already.
+            stored = await self._load(connection_id)
+            now = self.clock()
+            if only_if_needed and self._has_life(stored.connection.access_expires_at, now):
+                return self._remember(stored)
+            provider = self.providers.get(stored.connection.provider)
+            if provider is None:
+                raise ConnectionUnusable(
+                    stored.connection, f"{stored.connection.provider} is not configured"
+                )
+            if not provider.refreshable:
+                return self._remember(stored)
+            still_valid = _still_valid(stored, now)
+            if stored.refresh_token is None or _expired(stored.connection.refresh_expires_at, now):
+                if still_valid:
+                    return self._remember(stored)
+                await self.vault.record_refresh_failure(
+                    connection_id, "the refresh token has expired", dead=True
+                )
+                raise ConnectionUnusable(
+                    stored.connection, "the refresh token has expired: connect the store again"
+                )
+            try:
+                grant = await provider.refresh(self.http, stored.refresh_token)
+            except AuthorizationDead as exc:
+                await self.vault.record_refresh_failure(connection_id, str(exc), dead=True)
+                raise
+            except ProviderError as exc:
+                await self.vault.record_refresh_failure(connection_id, str(exc), dead=False)
+                if still_valid:
+                    # A token with a little life left beats an error; the next call retries.
+                    return self._remember(stored)
+                raise
+            # A conflict means another writer (a reconnect, another process) stored newer
+            # tokens first; theirs are as good as ours.
+            with contextlib.suppress(VersionConflict):
+                await self.vault.save_refresh(connection_id, grant, used=stored.refresh_token)
+            return self._remember(await self._load(connection_id))
+
+
+def _expired(expires_at: datetime | None, now: datetime) -> bool:
+    return expires_at is not None and expires_at <= now
+
+
+def _still_valid(stored: StoredTokens, now: datetime) -> bool:
+    return not _expired(stored.connection.access_expires_at, now)

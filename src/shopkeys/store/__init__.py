@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations and the vault that encrypts tokens on the way in."""

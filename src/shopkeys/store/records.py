@@ -1,0 +1,79 @@
+"""What the vault hands out: plain immutable records, never ORM rows or ciphertexts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+ACTIVE = "active"
+NEEDS_REAUTH = "needs_reauth"
+REVOKED = "revoked"
+STATUSES = (ACTIVE, NEEDS_REAUTH, REVOKED)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A connection as operators and apps see it: everything but the tokens."""
+
+    id: str
+    provider: str
+    account_id: str
+    account_name: str | None
+    end_user_id: str | None
+    status: str
+    access_expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    scopes: list[str]
+    shops: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    last_refreshed_at: datetime | None
+    refresh_failures: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTokens:
+    """A connection with its decrypted tokens."""
+
+    connection: Connection
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSession:
+    """A connect session: who is connecting which platform, and where to send them after."""
+
+    id: str
+    provider: str
+    end_user_id: str | None
+    return_to: str | None
+    created_at: datetime
+    expires_at: datetime
+    state_expires_at: datetime | None
+    consumed_at: datetime | None
+    connection_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    connection_id: str | None
+    provider: str
+    kind: str
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    scope: str
+    created_at: datetime
+    revoked_at: datetime | None

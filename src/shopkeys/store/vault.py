@@ -1,0 +1,548 @@
+"""The token vault: intent-named operations over the tables, tokens encrypted on the way in.
+
+Every write happens in one transaction with the event that records it, and every change to a
+connection's tokens or status bumps its `version` and notifies the in-process listeners (the token
+cache), so nothing serves a token the vault has replaced.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shopkeys.clock import Clock, utc_now
+from shopkeys.crypto import KeyRing
+from shopkeys.grant import Account, Grant
+from shopkeys.store.records import (
+    ACTIVE,
+    NEEDS_REAUTH,
+    ApiKey,
+    AuthSession,
+    Connection,
+    Event,
+    StoredTokens,
+)
+from shopkeys.store.tables import ApiKeyRow, AuthSessionRow, ConnectionRow, EventRow
+
+Listener = Callable[[str], None]
+T = TypeVar("T")
+
+
+class StateProblem(Enum):
+    """Why a callback's state cannot be used."""
+
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    USED = "used"
+
+
+@dataclass(frozen=True, slots=True)
+class StateCheck:
+    session: AuthSession | None
+    problem: StateProblem | None
+
+
+class VersionConflict(Exception):
+    """Someone else changed the connection since it was read."""
+
+
+def new_id(prefix: str) -> str:
+    """A random public id such as `con_3kTm...`."""
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+class Vault:
+    """Storage of connections, connect sessions, events and API keys."""
+
+    def __init__(self, engine: AsyncEngine, keys: KeyRing, *, clock: Clock = utc_now) -> None:
+        self.engine = engine
+        self.keys = keys
+        self.clock = clock
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._listeners: list[Listener] = []
+
+    def on_change(self, listener: Listener) -> None:
+        """Call `listener(connection_id)` after every committed change to a connection."""
+        self._listeners.append(listener)
+
+    def _changed(self, connection_id: str) -> None:
+        for listener in self._listeners:
+            listener(connection_id)
+
+    async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self._sessions() as session, session.begin():
+            return await work(session)
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _seal(self, row_id: str, field_name: str, value: str) -> str:
+        return self.keys.encrypt(value, f"connections:{row_id}:{field_name}")
+
+    def _open(self, row_id: str, field_name: str, value: str) -> str:
+        return self.keys.decrypt(value, f"connections:{row_id}:{field_name}")
+
+    def _write_grant(self, row: ConnectionRow, grant: Grant) -> None:
+        row.access_token = self._seal(row.id, "access_token", grant.access_token)
+        row.refresh_token = (
+            self._seal(row.id, "refresh_token", grant.refresh_token)
+            if grant.refresh_token
+            else None
+        )
+        row.access_expires_at = grant.access_expires_at
+        row.refresh_expires_at = grant.refresh_expires_at
+        row.scopes = list(grant.scopes)
+        row.metadata_ = dict(grant.raw)
+
+    async def upsert_connection(
+        self, grant: Grant, account: Account, *, end_user_id: str | None
+    ) -> tuple[Connection, bool]:
+        """Store a new grant for (provider, account); True when the connection is new.
+
+        Reconnecting a store updates its connection (new tokens, active again) rather than
+        adding a second one.
+        """
+        for attempt in range(2):
+            try:
+                return await self._transaction(
+                    lambda session: self._upsert(session, grant, account, end_user_id)
+                )
+            except IntegrityError:
+                # Two callbacks for the same new store raced; the second becomes an update.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _upsert(
+        self, session: AsyncSession, grant: Grant, account: Account, end_user_id: str | None
+    ) -> tuple[Connection, bool]:
+        now = self.clock()
+        row = await session.scalar(
+            select(ConnectionRow)
+            .where(
+                ConnectionRow.provider == grant.provider,
+                ConnectionRow.account_id == account.account_id,
+            )
+            .with_for_update()
+        )
+        created = row is None
+        if row is None:
+            row = ConnectionRow(
+                id=new_id("con"),
+                provider=grant.provider,
+                account_id=account.account_id,
+                version=1,
+                created_at=now,
+                refresh_failures=0,
+            )
+            session.add(row)
+        else:
+            row.version += 1
+        self._write_grant(row, grant)
+        row.account_name = account.name or grant.account_name
+        if end_user_id is not None or created:
+            row.end_user_id = end_user_id
+        row.status = ACTIVE
+        row.shops = [_shop_json(shop) for shop in account.shops]
+        row.updated_at = now
+        row.refresh_failures = 0
+        row.last_error = None
+        row.next_refresh_at = None
+        await session.flush()
+        session.add(
+            _event(row, "connected" if created else "reconnected", now, {"version": row.version})
+        )
+        record = _connection(row)
+        self._after_commit(session, row.id)
+        return record, created
+
+    def _after_commit(self, session: AsyncSession, connection_id: str) -> None:
+        # Listeners must not see a change that is then rolled back.
+        sa_event.listen(
+            session.sync_session, "after_commit", lambda _s: self._changed(connection_id), once=True
+        )
+
+    async def get(self, connection_id: str) -> Connection | None:
+        """The connection without its tokens, or None."""
+        async with self._sessions() as session:
+            row = await session.get(ConnectionRow, connection_id)
+            return _connection(row) if row else None
+
+    async def tokens(self, connection_id: str) -> StoredTokens | None:
+        """The connection with its tokens decrypted, or None."""
+        async with self._sessions() as session:
+            row = await session.get(ConnectionRow, connection_id)
+            if row is None:
+                return None
+            return self._stored(row)
+
+    def _stored(self, row: ConnectionRow) -> StoredTokens:
+        return StoredTokens(
+            connection=_connection(row),
+            access_token=self._open(row.id, "access_token", row.access_token),
+            refresh_token=self._open(row.id, "refresh_token", row.refresh_token)
+            if row.refresh_token
+            else None,
+        )
+
+    async def list_connections(
+        self,
+        *,
+        provider: str | None = None,
+        end_user_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> list[Connection]:
+        """Connections by id order, filtered, a page at a time (`after` = last id seen)."""
+        query = select(ConnectionRow).order_by(ConnectionRow.id).limit(limit)
+        if provider:
+            query = query.where(ConnectionRow.provider == provider)
+        if end_user_id:
+            query = query.where(ConnectionRow.end_user_id == end_user_id)
+        if status:
+            query = query.where(ConnectionRow.status == status)
+        if after:
+            query = query.where(ConnectionRow.id > after)
+        async with self._sessions() as session:
+            return [_connection(row) for row in await session.scalars(query)]
+
+    async def count(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(ConnectionRow)) or 0)
+
+    async def delete(self, connection_id: str) -> Connection | None:
+        """Remove a connection and its tokens; the event log keeps a "disconnected" entry."""
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id)
+            if row is None:
+                return None
+            record = _connection(row)
+            session.add(_event(row, "disconnected", self.clock(), {}))
+            await session.delete(row)
+            self._after_commit(session, connection_id)
+            return record
+
+        return await self._transaction(work)
+
+    async def save_refresh(self, connection_id: str, grant: Grant, *, used: str) -> Connection:
+        """Store a refreshed grant and its event, if the row still holds the refresh token `used`.
+
+        The rotated refresh token is written in the same transaction that records the refresh,
+        so a crash cannot keep the old (now dead) refresh token. A row whose refresh token
+        changed meanwhile (a reconnect, another refresher) raises `VersionConflict`.
+        """
+
+        async def work(session: AsyncSession) -> Connection:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None or row.refresh_token is None:
+                raise VersionConflict(connection_id)
+            current = self._open(row.id, "refresh_token", row.refresh_token)
+            if not hmac.compare_digest(current, used):
+                raise VersionConflict(connection_id)
+            now = self.clock()
+            # Platforms that do not rotate may leave the refresh token out: keep ours.
+            grant_to_store = (
+                grant
+                if grant.refresh_token
+                else _with_refresh_token(grant, current, row.refresh_expires_at)
+            )
+            self._write_grant(row, grant_to_store)
+            row.version += 1
+            row.status = ACTIVE
+            row.updated_at = now
+            row.last_refreshed_at = now
+            row.refresh_failures = 0
+            row.last_error = None
+            await session.flush()
+            session.add(_event(row, "refreshed", now, {"version": row.version}))
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._transaction(work)
+
+    async def record_refresh_failure(
+        self, connection_id: str, message: str, *, dead: bool
+    ) -> Connection | None:
+        """Note a failed refresh; `dead` marks the connection as needing re-authorization."""
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None:
+                return None
+            now = self.clock()
+            row.refresh_failures += 1
+            row.last_error = message
+            row.updated_at = now
+            kind = "refresh_failed"
+            if dead and row.status != NEEDS_REAUTH:
+                row.status = NEEDS_REAUTH
+                row.version += 1
+                kind = "needs_reauth"
+            await session.flush()
+            session.add(_event(row, kind, now, {"error": message}))
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._transaction(work)
+
+    async def import_connection(
+        self, grant: Grant, account: Account, *, end_user_id: str | None
+    ) -> tuple[Connection, bool]:
+        """Store a grant obtained elsewhere (AliExpress's Token Query Tool, for one)."""
+        return await self.upsert_connection(grant, account, end_user_id=end_user_id)
+
+    async def reencrypt(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-encrypt every token not under the primary key; returns how many rows changed."""
+        async with self._sessions() as session:
+            ids = list(await session.scalars(select(ConnectionRow.id).order_by(ConnectionRow.id)))
+        changed = 0
+        for done, connection_id in enumerate(ids, start=1):
+
+            async def work(session: AsyncSession, connection_id: str = connection_id) -> bool:
+                row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+                if row is None:
+                    return False
+                fields = [("access_token", row.access_token), ("refresh_token", row.refresh_token)]
+                current = all(v is None or self.keys.is_current(v) for _, v in fields)
+                if current:
+                    return False
+                for name, value in fields:
+                    if value is not None:
+                        setattr(
+                            row, name, self._seal(row.id, name, self._open(row.id, name, value))
+                        )
+                return True
+
+            changed += await self._transaction(work)
+            if progress:
+                progress(done, len(ids))
+        return changed
+
+    # -- connect sessions and state -------------------------------------------------------------
+
+    async def create_auth_session(
+        self,
+        *,
+        provider: str,
+        end_user_id: str | None,
+        return_to: str | None,
+        token_hash: str,
+        expires_at: datetime,
+    ) -> AuthSession:
+        row = AuthSessionRow(
+            id=new_id("cs"),
+            provider=provider,
+            end_user_id=end_user_id,
+            return_to=return_to,
+            token_hash=token_hash,
+            created_at=self.clock(),
+            expires_at=expires_at,
+        )
+
+        async def work(session: AsyncSession) -> AuthSession:
+            session.add(row)
+            await session.flush()
+            return _auth_session(row)
+
+        return await self._transaction(work)
+
+    async def auth_session_by_token(self, token_hash: str) -> AuthSession | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(AuthSessionRow).where(AuthSessionRow.token_hash == token_hash)
+            )
+            return _auth_session(row) if row else None
+
+    async def auth_session(self, session_id: str) -> AuthSession | None:
+        async with self._sessions() as session:
+            row = await session.get(AuthSessionRow, session_id)
+            return _auth_session(row) if row else None
+
+    async def issue_state(self, session_id: str, state_hash: str, expires_at: datetime) -> None:
+        """Replace the session's state: only the newest authorization attempt can complete."""
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(AuthSessionRow)
+                .where(AuthSessionRow.id == session_id)
+                .values(state_hash=state_hash, state_expires_at=expires_at)
+            )
+
+        await self._transaction(work)
+
+    async def consume_state(self, state_hash: str) -> StateCheck:
+        """Use a state once: the first caller gets the session, any later one `USED`."""
+        now = self.clock()
+
+        async def work(session: AsyncSession) -> StateCheck:
+            row = await session.scalar(
+                select(AuthSessionRow).where(AuthSessionRow.state_hash == state_hash)
+            )
+            if row is None:
+                return StateCheck(None, StateProblem.UNKNOWN)
+            if row.consumed_at is not None:
+                return StateCheck(None, StateProblem.USED)
+            if row.state_expires_at is None or now >= row.state_expires_at:
+                return StateCheck(None, StateProblem.EXPIRED)
+            # The conditional update is what makes it single use under concurrency.
+            result = await session.execute(
+                update(AuthSessionRow)
+                .where(AuthSessionRow.id == row.id, AuthSessionRow.consumed_at.is_(None))
+                .values(consumed_at=now)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return StateCheck(None, StateProblem.USED)
+            await session.refresh(row)
+            return StateCheck(_auth_session(row), None)
+
+        return await self._transaction(work)
+
+    async def complete_auth_session(self, session_id: str, connection_id: str) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(AuthSessionRow)
+                .where(AuthSessionRow.id == session_id)
+                .values(connection_id=connection_id)
+            )
+
+        await self._transaction(work)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def events(self, connection_id: str | None = None, *, limit: int = 50) -> list[Event]:
+        """Newest first."""
+        query = select(EventRow).order_by(EventRow.id.desc()).limit(limit)
+        if connection_id:
+            query = query.where(EventRow.connection_id == connection_id)
+        async with self._sessions() as session:
+            return [_event_record(row) for row in await session.scalars(query)]
+
+    # -- API keys -------------------------------------------------------------------------------
+
+    async def create_api_key(self, *, name: str, scope: str, key_hash: str, prefix: str) -> ApiKey:
+        row = ApiKeyRow(
+            id=new_id("key"),
+            name=name,
+            prefix=prefix,
+            key_hash=key_hash,
+            scope=scope,
+            created_at=self.clock(),
+        )
+
+        async def work(session: AsyncSession) -> ApiKey:
+            session.add(row)
+            await session.flush()
+            return _api_key(row)
+
+        return await self._transaction(work)
+
+    async def api_keys(self) -> list[ApiKey]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at))
+            return [_api_key(row) for row in rows]
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, whether revoked or not."""
+        async with self._sessions() as session:
+            row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
+            return _api_key(row) if row else None
+
+    async def revoke_api_key(self, key_id_or_prefix: str) -> ApiKey | None:
+        async def work(session: AsyncSession) -> ApiKey | None:
+            row = await session.get(ApiKeyRow, key_id_or_prefix)
+            if row is None:
+                row = await session.scalar(
+                    select(ApiKeyRow).where(ApiKeyRow.prefix == key_id_or_prefix)
+                )
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = self.clock()
+            return _api_key(row)
+
+        return await self._transaction(work)
+
+
+def _shop_json(shop: Any) -> dict[str, Any]:
+    return {"id": shop.id, "name": shop.name, "region": shop.region, **shop.extra}
+
+
+def _with_refresh_token(grant: Grant, token: str | None, expires: datetime | None) -> Grant:
+    return replace(
+        grant, refresh_token=token, refresh_expires_at=grant.refresh_expires_at or expires
+    )
+
+
+def _event(row: ConnectionRow, kind: str, now: datetime, detail: dict[str, Any]) -> EventRow:
+    return EventRow(
+        connection_id=row.id, provider=row.provider, kind=kind, detail=detail, created_at=now
+    )
+
+
+def _connection(row: ConnectionRow) -> Connection:
+    return Connection(
+        id=row.id,
+        provider=row.provider,
+        account_id=row.account_id,
+        account_name=row.account_name,
+        end_user_id=row.end_user_id,
+        status=row.status,
+        access_expires_at=row.access_expires_at,
+        refresh_expires_at=row.refresh_expires_at,
+        scopes=list(row.scopes or []),
+        shops=list(row.shops or []),
+        metadata=dict(row.metadata_ or {}),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_refreshed_at=row.last_refreshed_at,
+        refresh_failures=row.refresh_failures,
+        last_error=row.last_error,
+    )
+
+
+def _auth_session(row: AuthSessionRow) -> AuthSession:
+    return AuthSession(
+        id=row.id,
+        provider=row.provider,
+        end_user_id=row.end_user_id,
+        return_to=row.return_to,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        state_expires_at=row.state_expires_at,
+        consumed_at=row.consumed_at,
+        connection_id=row.connection_id,
+    )
+
+
+def _event_record(row: EventRow) -> Event:
+    return Event(
+        id=row.id,
+        connection_id=row.connection_id,
+        provider=row.provider,
+        kind=row.kind,
+        detail=dict(row.detail or {}),
+        created_at=row.created_at,
+    )
+
+
+def _api_key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        scope=row.scope,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )

@@ -1,0 +1,208 @@
+"""The JSON API under `/v1` (the token hot path lives in `hot_path.py`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from shopkeys.errors import ProviderError
+from shopkeys.grant import Account, Grant
+from shopkeys.providers import NAMES
+from shopkeys.runtime import Runtime
+from shopkeys.store.records import ApiKey
+from shopkeys.web.errors import ApiError, responses
+from shopkeys.web.hot_path import render
+from shopkeys.web.schemas import (
+    ConnectionOut,
+    ConnectionPage,
+    ConnectSessionRequest,
+    ConnectSessionResponse,
+    EventOut,
+    Health,
+    ImportRequest,
+    ImportResponse,
+    TokenOut,
+)
+from shopkeys.web.security import require, runtime_of
+
+router = APIRouter(prefix="/v1")
+health_router = APIRouter()
+
+Admin = Annotated[ApiKey, Depends(require("admin"))]
+Reader = Annotated[ApiKey, Depends(require("read"))]
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+@health_router.get("/healthz", tags=["service"], response_model=Health)
+async def healthz(runtime: RuntimeDep) -> Health:
+    """Liveness and readiness: the database answers."""
+    await runtime.vault.count()
+    return Health(
+        status="ok",
+        database="ok",
+        providers={
+            name: "configured" if name in runtime.providers else "not configured" for name in NAMES
+        },
+    )
+
+
+@router.post(
+    "/connect-sessions",
+    tags=["connect"],
+    status_code=201,
+    response_model=ConnectSessionResponse,
+    responses=responses(400, 401, 403, 404),
+)
+async def create_connect_session(
+    body: ConnectSessionRequest, runtime: RuntimeDep, _key: Admin
+) -> ConnectSessionResponse:
+    """A link for the merchant: it starts the platform's authorization with a fresh state."""
+    link = await runtime.connect.start(
+        body.provider, end_user_id=body.end_user_id, return_to=body.return_to
+    )
+    return ConnectSessionResponse(id=link.session_id, url=link.url, expires_at=link.expires_at)
+
+
+@router.get(
+    "/connections",
+    tags=["connections"],
+    response_model=ConnectionPage,
+    responses=responses(401),
+)
+async def list_connections(
+    runtime: RuntimeDep,
+    _key: Reader,
+    provider: Annotated[
+        Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"] | None, Query()
+    ] = None,
+    end_user_id: str | None = None,
+    status: Literal["active", "needs_reauth", "revoked"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    after: Annotated[str | None, Query(description="The last id of the previous page")] = None,
+) -> ConnectionPage:
+    """Connections in id order, filtered, a page at a time."""
+    rows = await runtime.vault.list_connections(
+        provider=provider, end_user_id=end_user_id, status=status, limit=limit + 1, after=after
+    )
+    page = rows[:limit]
+    next_after = page[-1].id if len(rows) > limit else None
+    return ConnectionPage(data=[ConnectionOut.of(c) for c in page], next_after=next_after)
+
+
+@router.get(
+    "/token",
+    tags=["connections"],
+    response_model=TokenOut,
+    responses=responses(401, 404, 409, 429, 502),
+)
+async def token_for_end_user(
+    runtime: RuntimeDep,
+    _key: Reader,
+    end_user_id: str,
+    provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"] | None = None,
+) -> Response:
+    """The token of an end user's most recently connected store (on `provider`, if given)."""
+    rows = await runtime.vault.list_connections(
+        end_user_id=end_user_id, provider=provider, status="active", limit=500
+    )
+    if not rows:
+        raise ApiError(404, "not_found", "that end user has no active connection here")
+    newest = max(rows, key=lambda c: c.updated_at)
+    token = await runtime.tokens.fresh_token(newest.id)
+    return Response(render(token), media_type="application/json")
+
+
+@router.post(
+    "/connections/import",
+    tags=["connections"],
+    status_code=201,
+    response_model=ImportResponse,
+    responses=responses(400, 401, 403, 404, 502),
+)
+async def import_connection(
+    body: ImportRequest, runtime: RuntimeDep, _key: Admin
+) -> ImportResponse:
+    """Store a token obtained elsewhere; the platform is asked who it belongs to where it can."""
+    provider = runtime.providers.get(body.provider)
+    if provider is None:
+        raise ApiError(404, "not_configured", f"{body.provider} is not configured")
+    grant = Grant(
+        provider=body.provider,
+        access_token=body.access_token,
+        refresh_token=body.refresh_token,
+        access_expires_at=body.access_expires_at,
+        refresh_expires_at=body.refresh_expires_at,
+        scopes=body.scopes,
+        account_id=body.account_id or "",
+        account_name=body.account_name,
+        raw={"imported": True},
+    )
+    try:
+        account = await provider.identify(runtime.http, grant)
+    except ProviderError:
+        if not body.account_id:
+            raise
+        account = Account(account_id=body.account_id, name=body.account_name)
+    connection, created = await runtime.vault.import_connection(
+        grant, account, end_user_id=body.end_user_id
+    )
+    return ImportResponse(connection=ConnectionOut.of(connection), created=created)
+
+
+@router.get(
+    "/connections/{connection_id}",
+    tags=["connections"],
+    response_model=ConnectionOut,
+    responses=responses(401, 404),
+)
+async def get_connection(connection_id: str, runtime: RuntimeDep, _key: Reader) -> ConnectionOut:
+    """One connection, without its tokens."""
+    connection = await runtime.vault.get(connection_id)
+    if connection is None:
+        raise ApiError(404, "not_found", f"no connection {connection_id}")
+    return ConnectionOut.of(connection)
+
+
+@router.delete(
+    "/connections/{connection_id}",
+    tags=["connections"],
+    status_code=204,
+    responses=responses(401, 403, 404),
+)
+async def delete_connection(connection_id: str, runtime: RuntimeDep, _key: Admin) -> Response:
+    """Forget a connection and its tokens (the platform's authorization is left as it is)."""
+    if await runtime.vault.delete(connection_id) is None:
+        raise ApiError(404, "not_found", f"no connection {connection_id}")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/connections/{connection_id}/refresh",
+    tags=["connections"],
+    response_model=ConnectionOut,
+    responses=responses(400, 401, 403, 404, 409, 429, 502),
+)
+async def refresh_connection(connection_id: str, runtime: RuntimeDep, _key: Admin) -> ConnectionOut:
+    """Refresh the tokens now, whatever their remaining life."""
+    await runtime.tokens.refresh(connection_id)
+    connection = await runtime.vault.get(connection_id)
+    if connection is None:
+        raise ApiError(404, "not_found", f"no connection {connection_id}")
+    return ConnectionOut.of(connection)
+
+
+@router.get(
+    "/connections/{connection_id}/events",
+    tags=["connections"],
+    response_model=list[EventOut],
+    responses=responses(401),
+)
+async def connection_events(
+    connection_id: str,
+    runtime: RuntimeDep,
+    _key: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[EventOut]:
+    """What happened to the connection, newest first."""
+    return [EventOut.of(e) for e in await runtime.vault.events(connection_id, limit=limit)]

@@ -1,0 +1,114 @@
+"""The FastAPI application: JSON API, token hot path, connect pages, and optionally the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shopkeys import __version__
+from shopkeys.clock import Clock, utc_now
+from shopkeys.config import Settings
+from shopkeys.connect import ConnectError
+from shopkeys.errors import NotSupported, ProviderError
+from shopkeys.redact import guard_logs
+from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable
+from shopkeys.runtime import Runtime, open_runtime
+from shopkeys.sandbox import Sandbox, build_sandbox, point_at_sandbox
+from shopkeys.web import api, hot_path, pages
+from shopkeys.web.errors import ApiError
+from shopkeys.web.problems import problem_response
+from shopkeys.web.schemas import ErrorResponse, TokenOut
+from shopkeys.web.security import ApiKeyGate
+
+SANDBOX_KEY_NAME = "sandbox"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sandbox: bool = False,
+    sandbox_api_key: str | None = None,
+    clock: Clock = utc_now,
+) -> FastAPI:
+    """The service. With `sandbox`, the four simulators are mounted under `/sandbox/...` and every
+    platform points at them, so it works with no credentials and no internet."""
+    settings = settings or Settings()
+    simulators: Sandbox | None = None
+    if sandbox:
+        settings = point_at_sandbox(settings)
+        simulators = build_sandbox(settings)
+    guard_logs()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await open_runtime(settings, clock=clock)
+        if sandbox_api_key:
+            await runtime.api_keys.ensure(SANDBOX_KEY_NAME, sandbox_api_key)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title="shopkeys",
+        version=__version__,
+        description="OAuth connections to AliExpress, TikTok Shop, SHOPLINE and Ecwid, kept valid.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sandbox = simulators
+    app.add_middleware(ApiKeyGate)
+    # The hot path goes first so FastAPI's `/v1/connections/{id}` routes never shadow it.
+    app.router.routes.insert(0, Route(hot_path.PATH, hot_path.token_endpoint, methods=["GET"]))
+    app.include_router(api.health_router)
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    if simulators is not None:
+        app.router.routes.extend(simulators.app.routes)
+
+    for kind in (
+        ApiError,
+        ConnectError,
+        ProviderError,
+        NotSupported,
+        ConnectionNotFound,
+        ConnectionUnusable,
+    ):
+        app.add_exception_handler(kind, _problem)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    return problem_response(exc)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus the hand-declared hot path and the models only it uses."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schema["paths"][hot_path.PATH] = hot_path.openapi_operation()
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorResponse, TokenOut):
+        components.setdefault(
+            model.__name__, model.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+    app.openapi_schema = schema
+    return schema
+
+
+def runtime(app: FastAPI) -> Runtime:
+    """The running app's runtime (after start-up)."""
+    value: Runtime = app.state.runtime
+    return value

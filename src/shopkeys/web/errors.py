@@ -1,0 +1,39 @@
+"""JSON errors in one shape, `{"error": {"code", "message"}}`, for every API failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+
+class ApiError(Exception):
+    """An error the API answers with directly."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers or None
+    )
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, all with the error model."""
+    from shopkeys.web.schemas import ErrorResponse
+
+    descriptions = {
+        400: "Bad request",
+        401: "Missing or invalid API key",
+        403: "The API key's scope does not allow this",
+        404: "Not found",
+        409: "The connection cannot give a token (needs re-authorization)",
+        429: "The platform rate-limits this app",
+        502: "The platform failed or refused",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}

@@ -1,0 +1,103 @@
+"""Browser-facing routes: the home page, connect links and the platforms' callbacks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from shopkeys.connect import ConnectError
+from shopkeys.providers import NAMES, get
+from shopkeys.web.security import runtime_of
+
+log = logging.getLogger("shopkeys.web")
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+
+#: The end user that connections made from the home page belong to.
+HOME_END_USER = "sandbox-user"
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> Response:
+    runtime = runtime_of(request)
+    platforms = [
+        {"name": n, "display_name": get(n).display_name, "configured": n in runtime.providers}
+        for n in NAMES
+    ]
+    connections = await runtime.vault.list_connections(limit=100)
+    return templates.TemplateResponse(
+        request,
+        "home.html",
+        {
+            "platforms": platforms,
+            "connections": connections,
+            "sandbox": request.app.state.sandbox is not None,
+        },
+    )
+
+
+@router.post("/connect/start/{provider}")
+async def start_from_home(request: Request, provider: str) -> Response:
+    """The home page's Connect button: a connect session for the home page's end user."""
+    runtime = runtime_of(request)
+    try:
+        link = await runtime.connect.start(provider, end_user_id=HOME_END_USER)
+    except ConnectError as exc:
+        return _result(request, exc.status, "Cannot connect", exc.message)
+    return RedirectResponse(link.url, status_code=303)
+
+
+@router.get("/connect/{token}")
+async def open_connect_link(request: Request, token: str) -> Response:
+    """A connect link: redirect to the platform's authorization page with a fresh state."""
+    try:
+        url = await runtime_of(request).connect.authorization_redirect(token)
+    except ConnectError as exc:
+        return _result(request, exc.status, "This link does not work", exc.message)
+    return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+
+
+@router.get("/oauth/callback/{provider}")
+async def oauth_callback(request: Request, provider: str) -> Response:
+    """Where the platform sends the merchant back: complete the connection, or explain why not."""
+    runtime = runtime_of(request)
+    if provider not in NAMES:
+        return _result(request, 404, "Unknown platform", "There is no such platform here.")
+    try:
+        done = await runtime.connect.complete(provider, dict(request.query_params))
+    except ConnectError as exc:
+        log.info("callback for %s refused: %s", provider, exc.reason)
+        return _result(request, exc.status, "The store was not connected", exc.message)
+    log.info(
+        "connected %s account %s as %s", provider, done.connection.account_id, done.connection.id
+    )
+    return_to = runtime.connect.safe_return_to(done.session.return_to)
+    if return_to:
+        separator = "&" if "?" in return_to else "?"
+        return RedirectResponse(
+            f"{return_to}{separator}connection_id={done.connection.id}", status_code=303
+        )
+    verb = "connected" if done.created else "reconnected"
+    return _result(
+        request,
+        200,
+        "Store connected",
+        f"{done.connection.account_name or done.connection.account_id} is {verb}.",
+        connection=done.connection,
+        token_url=f"{runtime.settings.public_url.rstrip('/')}/v1/connections/"
+        f"{done.connection.id}/token",
+    )
+
+
+def _result(request: Request, status: int, title: str, message: str, **extra: Any) -> Response:
+    return templates.TemplateResponse(
+        request,
+        "result.html",
+        {"title": title, "message": message, "success": status < 400, **extra},
+        status_code=status,
+    )

@@ -1,0 +1,500 @@
+"""AliExpress end to end: the real provider client against the simulator over a real socket."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import httpx2
+import pytest
+
+from shopkeys.credentials import AppCredentials
+from shopkeys.errors import (
+    AuthorizationDead,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TemporaryFailure,
+)
+from shopkeys.grant import Grant
+from shopkeys.providers.aliexpress import AliExpress, epoch_millis, sign
+from shopkeys.sandbox.aliexpress import PROFILE_API, AliExpressSimulator
+from shopkeys.sandbox.browser import BrowserError, callback_params, press
+from shopkeys.sandbox.core import Fault
+from tests.conftest import LiveSandbox
+
+NAME = "aliexpress"
+
+
+@pytest.fixture
+def sim(live_sandbox: LiveSandbox, monkeypatch: pytest.MonkeyPatch) -> AliExpressSimulator:
+    simulator = cast(AliExpressSimulator, live_sandbox.simulator(NAME))
+    # The session's simulator outlives this test: put back what tests change beyond the clock.
+    for field in ("code", "access", "refresh"):
+        monkeypatch.setattr(simulator.lifetimes, field, getattr(simulator.lifetimes, field))
+    monkeypatch.setattr(simulator, "rotate_refresh_tokens", False)
+    return simulator
+
+
+@pytest.fixture
+def ali(live_sandbox: LiveSandbox, sim: AliExpressSimulator) -> AliExpress:
+    return cast(AliExpress, live_sandbox.provider(NAME))
+
+
+async def authorize(
+    live: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, login: str = "demo-store"
+) -> dict[str, str]:
+    url = ali.authorization_url("the-state", live.redirect_uri(NAME))
+    location = await press(http, url, login=login)
+    assert location.startswith(live.redirect_uri(NAME) + "?")
+    return callback_params(location)
+
+
+async def connect(live: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress) -> Grant:
+    params = await authorize(live, http, ali)
+    return await ali.exchange_code(http, params["code"], live.redirect_uri(NAME))
+
+
+async def profile(
+    live: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, token: str
+) -> dict[str, Any]:
+    request = http.build_request(
+        "POST", f"{live.base_url(NAME)}/sync", data={"method": PROFILE_API}
+    )
+    response = await http.send(ali.sign_request(request, token))
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# -- the whole flow ---------------------------------------------------------------------------
+
+
+async def test_connect_identify_call_and_refresh(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    params = await authorize(live_sandbox, http, ali, login="acme-store")
+    assert params["state"] == "the-state"
+    assert re.fullmatch(rf"3_{sim.app.client_id}_[A-Za-z0-9]{{32}}", params["code"])
+
+    grant = await ali.exchange_code(http, params["code"], live_sandbox.redirect_uri(NAME))
+    now = sim.clock()
+    assert grant.access_expires_at is not None and grant.refresh_expires_at is not None
+    assert abs(grant.access_expires_at - (now + timedelta(days=1))) < timedelta(seconds=5)
+    assert abs(grant.refresh_expires_at - (now + timedelta(days=2))) < timedelta(seconds=5)
+    assert grant.account_name == "acme-store"
+    assert grant.raw["code"] == "0" and "access_token" not in grant.raw
+
+    account = await ali.identify(http, grant)
+    assert account.account_id == grant.account_id == grant.raw["seller_id"]
+    assert [shop.id for shop in account.shops] == [grant.account_id]
+
+    body = await profile(live_sandbox, http, ali, grant.access_token)
+    assert body["aliexpress_merchant_profile_get_response"]["profile"]["merchant_login_id"] == (
+        "acme-store"
+    )
+
+    # Reconnecting the same store finds the same account.
+    again = await connect(live_sandbox, http, ali)
+    other = await ali.exchange_code(
+        http, (await authorize(live_sandbox, http, ali, login="acme-store"))["code"], "r"
+    )
+    assert other.account_id == grant.account_id != again.account_id
+
+    sim.clock.advance(3600)
+    assert grant.refresh_token is not None
+    refreshed = await ali.refresh(http, grant.refresh_token)
+    assert refreshed.access_token != grant.access_token
+    assert refreshed.account_id == grant.account_id
+    # The access token's lifetime starts again, the refresh token's does not.
+    assert refreshed.access_expires_at is not None
+    assert refreshed.access_expires_at - grant.access_expires_at >= timedelta(seconds=3599)
+    assert refreshed.refresh_expires_at == grant.refresh_expires_at
+    # AliExpress keeps the refresh token: the same string comes back and stays usable.
+    assert refreshed.refresh_token == grant.refresh_token
+    twice = await ali.refresh(http, grant.refresh_token)
+    assert twice.refresh_expires_at == grant.refresh_expires_at
+    assert "profile" in str(await profile(live_sandbox, http, ali, twice.access_token))
+
+
+async def test_rotating_refresh_tokens_kill_the_old_one(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    sim.rotate_refresh_tokens = True
+    grant = await connect(live_sandbox, http, ali)
+    assert grant.refresh_token is not None
+    refreshed = await ali.refresh(http, grant.refresh_token)
+    assert refreshed.refresh_token not in (None, grant.refresh_token)
+    assert refreshed.refresh_expires_at == grant.refresh_expires_at
+    with pytest.raises(AuthorizationDead) as caught:
+        await ali.refresh(http, grant.refresh_token)
+    assert caught.value.code == "IllegalRefreshToken"
+    assert refreshed.refresh_token is not None
+    await ali.refresh(http, refreshed.refresh_token)
+
+
+# -- codes ------------------------------------------------------------------------------------
+
+
+async def test_reused_code_is_rejected(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress
+) -> None:
+    code = (await authorize(live_sandbox, http, ali))["code"]
+    await ali.exchange_code(http, code, "r")
+    with pytest.raises(AuthorizationDead) as caught:
+        await ali.exchange_code(http, code, "r")
+    assert caught.value.code == "InvalidCode"
+    assert code not in str(caught.value)
+
+
+async def test_expired_code_is_rejected(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    code = (await authorize(live_sandbox, http, ali))["code"]
+    sim.clock.advance(30 * 60 + 1)
+    with pytest.raises(AuthorizationDead) as caught:
+        await ali.exchange_code(http, code, "r")
+    assert caught.value.code == "InvalidCode"
+
+
+async def test_unknown_code_is_rejected(http: httpx2.AsyncClient, ali: AliExpress) -> None:
+    with pytest.raises(AuthorizationDead):
+        await ali.exchange_code(http, "3_501234_forged", "r")
+
+
+# -- credentials, signatures, timestamps ------------------------------------------------------
+
+
+def other_client(live: LiveSandbox, sim: AliExpressSimulator, **changes: Any) -> AliExpress:
+    key = changes.pop("key", sim.app.client_id)
+    secret = changes.pop("secret", sim.app.client_secret)
+    clock = changes.pop("clock", sim.clock)
+    return AliExpress(AppCredentials(key, secret), base_url=live.base_url(NAME), clock=clock)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"secret": "not-the-secret"}, "IncompleteSignature"),
+        ({"key": "999999"}, "InvalidAppKey"),
+    ],
+)
+async def test_bad_credentials_are_rejected(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    changes: dict[str, str],
+    code: str,
+) -> None:
+    valid = (await authorize(live_sandbox, http, ali))["code"]
+    wrong = other_client(live_sandbox, sim, **changes)
+    with pytest.raises(RequestRejected) as caught:
+        await wrong.exchange_code(http, valid, "r")
+    assert caught.value.code == code
+    assert sim.app.client_secret not in str(caught.value)
+    # The refused call did not burn the code.
+    await ali.exchange_code(http, valid, "r")
+
+
+async def test_stale_timestamp_is_rejected(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    grant = await connect(live_sandbox, http, ali)
+    behind = sim.clock() - timedelta(seconds=7201)
+    late = other_client(live_sandbox, sim, clock=lambda: behind)
+    assert grant.refresh_token is not None
+    with pytest.raises(RequestRejected) as caught:
+        await late.refresh(http, grant.refresh_token)
+    assert caught.value.code == "InvalidTimestamp"
+
+
+# -- the authorization page -------------------------------------------------------------------
+
+
+async def test_deny_sends_access_denied(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress
+) -> None:
+    url = ali.authorization_url("st", live_sandbox.redirect_uri(NAME))
+    location = await press(http, url, button="Deny")
+    assert location.startswith(live_sandbox.redirect_uri(NAME) + "?")
+    assert callback_params(location) == {
+        "error": "access_denied",
+        "error_description": "authorize reject",
+        "state": "st",
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"redirect_uri": "https://evil.example/cb"},
+        {"client_id": "999999"},
+        {"response_type": "token"},
+    ],
+)
+async def test_bad_authorize_requests_get_an_error_page(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, sim: AliExpressSimulator, change: Any
+) -> None:
+    query = {
+        "response_type": "code",
+        "force_auth": "true",
+        "client_id": sim.app.client_id,
+        "redirect_uri": live_sandbox.redirect_uri(NAME),
+        "state": "s",
+        **change,
+    }
+    url = f"{live_sandbox.base_url(NAME)}/oauth/authorize?{urlencode(query)}"
+    page = await http.get(url)
+    assert page.status_code == 400 and "location" not in page.headers
+    posted = await http.post(url, data={"login": "x", "decision": "authorize"})
+    assert posted.status_code == 400 and "location" not in posted.headers
+    with pytest.raises(BrowserError):
+        await press(http, url)
+
+
+# -- lifetimes --------------------------------------------------------------------------------
+
+
+async def test_tokens_expire_per_lifetimes(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    sim.lifetimes.access = 60
+    sim.lifetimes.refresh = 150
+    grant = await connect(live_sandbox, http, ali)
+    assert grant.access_expires_at is not None and grant.refresh_expires_at is not None
+    assert grant.refresh_expires_at - grant.access_expires_at == timedelta(seconds=90)
+
+    sim.clock.advance(61)
+    body = await profile(live_sandbox, http, ali, grant.access_token)
+    assert body["error_response"]["code"] == "IllegalAccessToken"
+
+    assert grant.refresh_token is not None
+    refreshed = await ali.refresh(http, grant.refresh_token)
+    assert "error_response" not in await profile(live_sandbox, http, ali, refreshed.access_token)
+    assert refreshed.raw["refresh_expires_in"] in (88, 89)
+
+    sim.clock.advance(90)
+    with pytest.raises(AuthorizationDead) as caught:
+        await ali.refresh(http, grant.refresh_token)
+    assert caught.value.code == "IllegalRefreshToken"
+
+
+# -- fault injection --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["token", "refresh"])
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [
+        (Fault(status=503), TemporaryFailure),
+        (Fault(status=500), TemporaryFailure),
+        (Fault(malformed=True), ProtocolError),
+        (Fault(drop=True), TemporaryFailure),
+        (Fault(status=400), RequestRejected),
+    ],
+)
+async def test_faults_are_classified(
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    endpoint: str,
+    fault: Fault,
+    kind: type[ProviderError],
+) -> None:
+    sim.faults.set(endpoint, fault)
+    call = ali.exchange_code(http, "3_x_y", "r") if endpoint == "token" else ali.refresh(http, "t")
+    with pytest.raises(kind) as caught:
+        await call
+    assert isinstance(caught.value, kind)
+    if kind is RequestRejected:
+        assert type(caught.value) is RequestRejected
+
+
+async def test_http_429_carries_retry_after(
+    http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    sim.faults.set("token", Fault(status=429, retry_after=7))
+    with pytest.raises(RateLimited) as caught:
+        await ali.exchange_code(http, "3_x_y", "r")
+    assert caught.value.retry_after == 7
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("MissingParameter", RequestRejected),
+        ("IncompleteSignature", RequestRejected),
+        ("InvalidCode", AuthorizationDead),
+        ("IllegalRefreshToken", AuthorizationDead),
+        ("IllegalAccessToken", AuthorizationDead),
+        ("InvalidAppKey", RequestRejected),
+        ("ApiCallLimit", RateLimited),
+        ("AUTH_TYPE_UNSUPPORTED", AuthorizationDead),
+        ("ServiceUnavailable", TemporaryFailure),
+        ("InternalError", TemporaryFailure),
+        ("InvalidTimestamp", RequestRejected),
+    ],
+)
+async def test_platform_errors_are_classified(
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    code: str,
+    kind: type[ProviderError],
+) -> None:
+    sim.faults.set("refresh", Fault(platform_error=code, times=1))
+    with pytest.raises(kind) as caught:
+        await ali.refresh(http, "anything")
+    assert type(caught.value) is kind
+    assert caught.value.code == code
+
+
+async def test_api_call_limit_announces_its_ban(
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sim, "ban_seconds", 9)
+    sim.faults.set("token", Fault(platform_error="ApiCallLimit"))
+    with pytest.raises(RateLimited) as caught:
+        await ali.exchange_code(http, "3_x_y", "r")
+    assert caught.value.retry_after == 9
+
+
+async def test_business_api_faults_are_wrapped(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    sim.faults.set("profile", Fault(platform_error="ApiCallLimit", times=1))
+    body = await profile(live_sandbox, http, ali, "whatever")
+    error = body["error_response"]
+    assert error["code"] == "ApiCallLimit" and error["type"] == "ISV"
+    assert "more seconds" in error["msg"] and error["request_id"]
+
+
+# -- raw HTTP, as a platform SDK would send it --------------------------------------------------
+
+
+def sdk_params(sim: AliExpressSimulator, api: str, **extra: str) -> dict[str, str]:
+    params = {
+        "app_key": sim.app.client_id,
+        "sign_method": "sha256",
+        "timestamp": epoch_millis(sim.clock()),
+        "partner_id": "iop-sdk-python-20220609",
+        "method": api,
+        "simplify": "false",
+        "format": "json",
+        **extra,
+    }
+    params["sign"] = sign(sim.app.client_secret, api, params)
+    return params
+
+
+async def test_raw_sdk_shape_through_the_mount(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    base = f"{live_sandbox.url}/sandbox/aliexpress"
+    code = (await authorize(live_sandbox, http, ali))["code"]
+    created = await http.post(f"{base}/rest", data=sdk_params(sim, "/auth/token/create", code=code))
+    assert created.status_code == 200
+    token = created.json()
+    assert token["code"] == "0" and token["sp"] == "ae"
+    assert isinstance(token["expire_time"], int) and isinstance(token["expires_in"], int)
+
+    # The path shape, parameters in the query, no `method`.
+    params = sdk_params(sim, "/auth/token/refresh", refresh_token=token["refresh_token"])
+    del params["method"]
+    params["sign"] = sign(sim.app.client_secret, "/auth/token/refresh", params)
+    refreshed = await http.get(f"{base}/rest/auth/token/refresh", params=params)
+    assert refreshed.json()["refresh_token_valid_time"] == token["refresh_token_valid_time"]
+
+    # A client that signs the API name as seen through the mount is accepted too.
+    params["sign"] = sign(sim.app.client_secret, "/sandbox/aliexpress/auth/token/refresh", params)
+    again = await http.post(f"{base}/rest/auth/token/refresh", data=params)
+    assert again.json()["code"] == "0"
+
+    # A business call, session in the form body.
+    call = {
+        "app_key": sim.app.client_id,
+        "method": PROFILE_API,
+        "sign_method": "sha256",
+        "timestamp": epoch_millis(sim.clock()),
+        "session": token["access_token"],
+    }
+    call["sign"] = sign(sim.app.client_secret, PROFILE_API, call)
+    answer = await http.post(f"{base}/sync", data=call)
+    assert "profile" in answer.json()["aliexpress_merchant_profile_get_response"]
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "code"),
+    [
+        ("/rest", {"code": None}, "MissingParameter"),
+        ("/rest", {"method": None}, "MissingParameter"),
+        ("/rest", {"method": "/no/such/api"}, "InvalidApiPath"),
+        ("/rest", {"sign": "0" * 64}, "IncompleteSignature"),
+        ("/rest", {"sign_method": "md5"}, "IncompleteSignature"),
+        ("/rest", {"timestamp": "yesterday"}, "InvalidTimestamp"),
+        ("/rest", {"app_key": None}, "MissingParameter"),
+    ],
+)
+async def test_raw_system_api_errors_are_flat(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    sim: AliExpressSimulator,
+    path: str,
+    change: dict[str, str | None],
+    code: str,
+) -> None:
+    params = sdk_params(sim, "/auth/token/create", code="3_x_y")
+    for key, value in change.items():
+        if value is None:
+            params.pop(key)
+        else:
+            params[key] = value
+    if "sign" not in change:
+        api = params.get("method", "/auth/token/create")
+        params["sign"] = sign(sim.app.client_secret, api, params)
+    response = await http.post(f"{live_sandbox.base_url(NAME)}{path}", data=params)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["code"] == code and body["type"] == "ISV"
+    assert body["message"] and body["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"session": "50000unknown"}, "IllegalAccessToken"),
+        ({"session": None}, "MissingParameter"),
+        ({"method": "aliexpress.no.such.api"}, "InvalidApiPath"),
+        ({"app_key": "999999"}, "InvalidAppKey"),
+    ],
+)
+async def test_raw_business_api_errors_are_wrapped(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    sim: AliExpressSimulator,
+    change: dict[str, str | None],
+    code: str,
+) -> None:
+    params = {
+        "app_key": sim.app.client_id,
+        "method": PROFILE_API,
+        "sign_method": "sha256",
+        "timestamp": epoch_millis(sim.clock()),
+        "session": "50000whatever",
+    }
+    for key, value in change.items():
+        if value is None:
+            params.pop(key)
+        else:
+            params[key] = value
+    params["sign"] = sign(sim.app.client_secret, params["method"], params)
+    response = await http.get(f"{live_sandbox.base_url(NAME)}/sync", params=params)
+    error = response.json()["error_response"]
+    assert error["code"] == code and error["msg"]
