@@ -52,7 +52,22 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-_GUARDED_LOGGERS = ("httpx2", "httpcore2", "uvicorn.access", "uvicorn.error", "shopkeys")
+# A logger's filters see only records logged on that logger itself, not on its children, so every
+# logger that can see a URL or a header is listed by its full name.
+_GUARDED_LOGGERS = (
+    "httpx2",
+    "httpcore2",
+    "httpcore2.connection",
+    "httpcore2.connection_pool",
+    "httpcore2.http11",
+    "httpcore2.http2",
+    "httpcore2.proxy",
+    "httpcore2.socks",
+    "uvicorn.access",
+    "uvicorn.error",
+    "shopkeys",
+    "shopkeys.web",
+)
 _installed: set[str] = set()
 
 

@@ -227,7 +227,7 @@ async def test_numeric_owner_id_becomes_a_string() -> None:
     assert grant.account_id == "12345"
 
 
-# -- errors -----------------------------------------------------------------------------------------
+# -- errors ---------------------------------------------------------------------------------------
 
 TOKEN_ERRORS = [
     ("invalid_grant", 400, AuthorizationDead),
@@ -308,7 +308,9 @@ async def test_5xx_is_temporary(status: int) -> None:
     assert caught.value.status == status
 
 
-@pytest.mark.parametrize("exc", [httpx2.ConnectError, httpx2.ReadTimeout, httpx2.RemoteProtocolError])
+@pytest.mark.parametrize(
+    "exc", [httpx2.ConnectError, httpx2.ReadTimeout, httpx2.RemoteProtocolError]
+)
 async def test_transport_failures_are_temporary(exc: type[Exception]) -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         raise exc(f"failed for {request.url}", request=request)  # type: ignore[call-arg]
@@ -369,7 +371,7 @@ async def test_malformed_token_info_is_a_protocol_error(body: dict[str, Any]) ->
     assert caught.value.endpoint == "token_info"
 
 
-# -- identify and revoke ----------------------------------------------------------------------------
+# -- identify and revoke --------------------------------------------------------------------------
 
 
 async def test_identify_reads_the_merchant() -> None:
@@ -402,7 +404,7 @@ async def test_revoke_uses_basic_auth_and_a_json_body() -> None:
         return httpx2.Response(200, json={})
 
     async with client(handler) as http:
-        assert await provider().revoke(http, ACCESS) is None
+        await provider().revoke(http, ACCESS)
     (request,) = seen
     assert str(request.url) == "https://developers.shoplineapp.com/oauth/revoke"
     expected = base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()

@@ -216,6 +216,13 @@ async def test_raw_http_as_an_sdk_would(
     assert as_query.status_code == 400 and as_query.json()["error"] == "invalid_request"
     as_json = await http.post(f"{base}/api/oauth/token", json=form)
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+    # HTTP Basic alone (client_secret_basic) leaves the required body parameters missing.
+    basic = await http.post(
+        f"{base}/api/oauth/token",
+        data={k: v for k, v in form.items() if k not in ("client_id", "client_secret")},
+        auth=(app.client_id, app.client_secret),
+    )
+    assert basic.status_code == 400 and basic.json()["error"] == "invalid_request"
     wrong_grant = await http.post(f"{base}/api/oauth/token", data={**form, "grant_type": "x"})
     assert wrong_grant.json()["error"] == "unsupported_grant_type"
     # The newer path with the store id: another store's id is refused, the right one works.

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -138,7 +139,9 @@ async def test_expired_code_is_rejected(
     late = await authorize(live_sandbox, http)
     in_time = await authorize(live_sandbox, http)
     simulator.clock.advance(599)
-    await shopline(live_sandbox).exchange_code(http, in_time["code"], live_sandbox.redirect_uri(NAME))
+    await shopline(live_sandbox).exchange_code(
+        http, in_time["code"], live_sandbox.redirect_uri(NAME)
+    )
     simulator.clock.advance(2)
     with pytest.raises(AuthorizationDead) as caught:
         await shopline(live_sandbox).exchange_code(
@@ -287,13 +290,14 @@ async def test_callback_without_state_has_no_state(
     assert set(params) == {"code"}
 
 
-# -- lifetimes --------------------------------------------------------------------------------------
+# -- lifetimes ------------------------------------------------------------------------------------
 
 
 async def test_tokens_expire_per_lifetimes(
     live_sandbox: LiveSandbox, http: httpx2.AsyncClient
 ) -> None:
     simulator = sim(live_sandbox)
+    saved = replace(simulator.lifetimes)
     simulator.lifetimes.access = 60
     simulator.lifetimes.refresh = 120
     try:
@@ -318,11 +322,12 @@ async def test_tokens_expire_per_lifetimes(
             await provider.refresh(http, fresh.refresh_token)
         assert dead.value.code == "invalid_grant"
     finally:
-        simulator.lifetimes = ShoplineSimulator.default_lifetimes()
+        simulator.lifetimes = saved
 
 
 async def test_tokens_without_expiry(live_sandbox: LiveSandbox, http: httpx2.AsyncClient) -> None:
     simulator = sim(live_sandbox)
+    saved = replace(simulator.lifetimes)
     simulator.lifetimes.access = None
     simulator.lifetimes.refresh = None
     try:
@@ -332,10 +337,10 @@ async def test_tokens_without_expiry(live_sandbox: LiveSandbox, http: httpx2.Asy
         simulator.clock.advance(10 * 365 * 86400)
         await shopline(live_sandbox).identify(http, grant)
     finally:
-        simulator.lifetimes = ShoplineSimulator.default_lifetimes()
+        simulator.lifetimes = saved
 
 
-# -- revoke -----------------------------------------------------------------------------------------
+# -- revoke ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("which", ["access", "refresh"])
@@ -707,7 +712,7 @@ async def test_authlib_client(
     assert stale.json()["error"] == "invalid_grant"
 
 
-# -- secrets ----------------------------------------------------------------------------------------
+# -- secrets --------------------------------------------------------------------------------------
 
 
 async def test_no_secret_in_logs_or_errors(

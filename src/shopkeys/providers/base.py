@@ -207,6 +207,9 @@ class _SigningAuth(httpx2.Auth):
     It does no I/O of its own, so sync and async clients can share it.
     """
 
+    # Signatures cover the body on some platforms, so httpx2 must read it before the flow runs.
+    requires_request_body = True
+
     def __init__(self, provider: Provider, access_token: str) -> None:
         self._provider = provider
         self._access_token = access_token

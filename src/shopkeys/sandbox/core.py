@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from random import Random
 from typing import Any, ClassVar
@@ -276,6 +276,7 @@ class Simulator(ABC):
     ) -> None:
         self.app = app
         self.lifetimes = lifetimes or self.default_lifetimes()
+        self._configured_lifetimes = replace(self.lifetimes)
         self.clock = clock or SandboxClock()
         self.faults = Faults(seed)
         self.codes = CodeBook(self.clock)
@@ -305,9 +306,10 @@ class Simulator(ABC):
         return await http.post(url, content=body, headers=headers)
 
     def reset(self) -> None:
-        """Forget faults and move the clock back to real time (tokens and codes stay)."""
+        """Forget faults, restore lifetimes, move the clock back to real time (tokens stay)."""
         self.faults.clear()
         self.clock.reset()
+        self.lifetimes = replace(self._configured_lifetimes)
 
     def endpoint(self, name: str, handler: Handler) -> Handler:
         """Wrap `handler` so faults set for `name` apply to it."""

@@ -1,0 +1,190 @@
+"""Operator commands: encryption keys, API keys, the database, and `doctor`."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from shopkeys.api_keys import SCOPES
+from shopkeys.cli.common import command, err, fail, load_settings, out, runtime
+from shopkeys.crypto import write_key_file
+from shopkeys.providers import NAMES, get
+from shopkeys.store.database import create_engine, database_url, pending_migrations, upgrade
+
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+
+
+@keys_app.command("rotate")
+@command
+async def rotate() -> None:
+    """Add a new primary encryption key and re-encrypt every stored token with it."""
+    async with runtime() as rt:
+        loaded = rt.keys
+        ring = loaded.ring.with_new_primary()
+        if loaded.source == "file" and loaded.path is not None:
+            # The new ring is saved before any row uses it, so a crash loses nothing.
+            write_key_file(loaded.path, ring)
+        rt.vault.keys = ring
+        total = await rt.vault.count()
+        with Progress(console=err, transient=False) as progress:
+            task = progress.add_task("re-encrypting tokens", total=max(total, 1))
+            changed = await rt.vault.reencrypt(
+                lambda done, _total: progress.update(task, completed=done)
+            )
+            progress.update(task, completed=max(total, 1))
+    out.print(f"new primary key {ring.primary.id}; re-encrypted {changed} connection(s)")
+    if loaded.source == "environment":
+        err.print(
+            "[yellow]set SHOPKEYS_ENCRYPTION_KEYS to this (old keys kept, so backups still "
+            "decrypt):[/yellow]"
+        )
+        print(",".join(key.encoded() for key in ring.keys))
+    else:
+        err.print(f"key file updated: {loaded.path} (back it up)")
+
+
+@apikey_app.command("create")
+@command
+async def apikey_create(
+    name: str = typer.Argument(..., help="Who or what uses the key."),
+    scope: str = typer.Option("admin", help="admin (everything) or read (list, show, token)."),
+) -> None:
+    """Create an API key; the key alone is printed on stdout, once."""
+    if scope not in SCOPES:
+        fail(f"scope must be one of {', '.join(SCOPES)}")
+    async with runtime() as rt:
+        record, value = await rt.api_keys.create(name, scope)
+    err.print(f"created {record.id} ({record.scope}); it is shown only now:")
+    print(value)
+
+
+@apikey_app.command("list")
+@command
+async def apikey_list() -> None:
+    """List API keys (never their values)."""
+    async with runtime() as rt:
+        keys = await rt.api_keys.list()
+    table = Table()
+    for column in ("id", "name", "starts with", "scope", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(
+            key.id,
+            key.name,
+            key.prefix + "…",
+            key.scope,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    out.print(table if keys else "No API keys. Create one with `shopkeys apikey create NAME`.")
+
+
+@apikey_app.command("revoke")
+@command
+async def apikey_revoke(key_id: str = typer.Argument(..., help="The key's id or prefix.")) -> None:
+    """Revoke an API key."""
+    async with runtime() as rt:
+        record = await rt.api_keys.revoke(key_id)
+    if record is None:
+        fail(f"no API key {key_id}")
+    out.print(f"revoked {record.id} ({record.name})")
+
+
+@db_app.command("upgrade")
+@command
+async def db_upgrade() -> None:
+    """Apply the database migrations."""
+    settings = load_settings()
+    configured = settings.database_url.get_secret_value() if settings.database_url else None
+    engine = create_engine(database_url(configured, settings.data_dir))
+    try:
+        before = await pending_migrations(engine)
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    out.print(f"applied {len(before)} migration(s)" if before else "the database is up to date")
+
+
+@command
+async def doctor() -> None:
+    """Check the configuration and say what to fix."""
+    settings = load_settings()
+    problems = 0
+    table = Table(title="shopkeys doctor")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("what to do", overflow="fold")
+
+    def row(check: str, ok: bool | None, result: str, fix: str = "") -> None:
+        nonlocal problems
+        mark = (
+            "[green]ok[/green]"
+            if ok
+            else ("[yellow]note[/yellow]" if ok is None else "[red]fix[/red]")
+        )
+        if ok is False:
+            problems += 1
+        table.add_row(check, f"{mark} {result}", fix)
+
+    public = settings.public_url
+    row(
+        "public URL",
+        None if public.startswith("http://") else True,
+        public,
+        "platforms require https redirect URIs in production; set SHOPKEYS_PUBLIC_URL"
+        if public.startswith("http://")
+        else "",
+    )
+    for name in NAMES:
+        display = get(name).display_name
+        if settings.credentials(name) is None:
+            row(display, None, "not configured", _credential_hint(name))
+        else:
+            row(display, True, "configured", f"register redirect URI {settings.redirect_uri(name)}")
+    configured = settings.database_url.get_secret_value() if settings.database_url else None
+    try:
+        url = database_url(configured, settings.data_dir)
+        engine = create_engine(url)
+        try:
+            pending = await pending_migrations(engine)
+            row("database", True, url.render_as_string(hide_password=True))
+            row(
+                "migrations",
+                not pending,
+                "current" if not pending else f"{len(pending)} pending",
+                "" if not pending else "run `shopkeys db upgrade`",
+            )
+        finally:
+            await engine.dispose()
+    except Exception as exc:  # any failure to reach the database is reported, not raised
+        row(
+            "database",
+            False,
+            type(exc).__name__,
+            "check SHOPKEYS_DATABASE_URL and that the server runs",
+        )
+    if settings.encryption_keys is not None:
+        row("encryption keys", True, "from SHOPKEYS_ENCRYPTION_KEYS")
+    else:
+        path = settings.data_dir / "encryption-keys"
+        row(
+            "encryption keys",
+            None,
+            f"key file {path}" + ("" if path.exists() else " (created on first run)"),
+            "back this file up; without it stored tokens cannot be read",
+        )
+    out.print(table)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _credential_hint(name: str) -> str:
+    prefix = f"SHOPKEYS_{name.upper()}_"
+    if name == "tiktok_shop":
+        return f"set {prefix}APP_KEY, {prefix}APP_SECRET and {prefix}SERVICE_ID"
+    if name == "aliexpress":
+        return f"set {prefix}APP_KEY and {prefix}APP_SECRET"
+    return f"set {prefix}CLIENT_ID and {prefix}CLIENT_SECRET"

@@ -1,0 +1,267 @@
+"""Commands about connections: connect, list, show, token, refresh, disconnect, import."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import webbrowser
+from datetime import datetime
+from enum import StrEnum
+
+import typer
+from rich.table import Table
+
+from shopkeys.cli.common import command, fail, humanize_until, out, runtime
+from shopkeys.errors import ProviderError
+from shopkeys.grant import Account, Grant
+from shopkeys.providers import NAMES
+from shopkeys.refresh import ConnectionUnusable
+
+
+class TokenFormat(StrEnum):
+    raw = "raw"
+    json = "json"
+    env = "env"
+
+
+def _check_provider(name: str) -> str:
+    if name not in NAMES:
+        fail(f"unknown platform {name!r}; choose one of {', '.join(NAMES)}")
+    return name
+
+
+@command
+async def connect(
+    provider: str = typer.Argument(..., help="aliexpress, tiktok_shop, shopline or ecwid"),
+    end_user: str | None = typer.Option(None, "--end-user", help="Your id for the merchant."),
+    browser: bool = typer.Option(True, help="Open the link in a browser if one is available."),
+    wait: int = typer.Option(600, help="Seconds to wait for the merchant."),
+) -> None:
+    """Print a connect link, open it, and wait until the store is connected.
+
+    The service (`shopkeys serve`) must be running to receive the platform's callback.
+    """
+    _check_provider(provider)
+    async with runtime() as rt:
+        link = await rt.connect.start(provider, end_user_id=end_user)
+        out.print(f"Open this link to connect a {provider} store:\n{link.url}", soft_wrap=True)
+        if browser:
+            webbrowser.open(link.url)
+        with out.status("Waiting for the merchant to authorize...", spinner="dots"):
+            for _ in range(wait):
+                session = await rt.vault.auth_session(link.session_id)
+                if session is not None and session.connection_id:
+                    connection = await rt.vault.get(session.connection_id)
+                    if connection is not None:
+                        out.print(
+                            f"[green]connected[/green] {connection.account_name or ''} "
+                            f"({connection.account_id}) as {connection.id}"
+                        )
+                        return
+                await asyncio.sleep(1)
+        fail(
+            f"no callback within {wait} s; is `shopkeys serve` running at {rt.settings.public_url}?"
+        )
+
+
+@command
+async def list_(
+    provider: str | None = typer.Option(None, help="Only this platform."),
+    status: str | None = typer.Option(None, help="active, needs_reauth or revoked."),
+    end_user: str | None = typer.Option(None, "--end-user", help="Only this end user."),
+    limit: int = typer.Option(200, help="At most this many."),
+) -> None:
+    """List connections."""
+    async with runtime() as rt:
+        rows = await rt.vault.list_connections(
+            provider=provider, status=status, end_user_id=end_user, limit=limit
+        )
+        now = rt.clock()
+    table = Table()
+    for column in ("id", "platform", "account", "status", "access expires", "refresh expires"):
+        table.add_column(column)
+    for c in rows:
+        account = f"{c.account_name} ({c.account_id})" if c.account_name else c.account_id
+        table.add_row(
+            c.id,
+            c.provider,
+            account,
+            c.status,
+            humanize_until(c.access_expires_at, now),
+            humanize_until(c.refresh_expires_at, now)
+            if c.refresh_expires_at or c.access_expires_at
+            else "never",
+        )
+    out.print(
+        table if rows else "No connections yet. Connect one with `shopkeys connect PLATFORM`."
+    )
+
+
+@command
+async def show(connection_id: str = typer.Argument(...)) -> None:
+    """Show one connection (no tokens) and its recent events."""
+    async with runtime() as rt:
+        connection = await rt.vault.get(connection_id)
+        if connection is None:
+            fail(f"no connection {connection_id}")
+        events = await rt.vault.events(connection_id, limit=10)
+        now = rt.clock()
+    table = Table(show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in (
+        ("id", connection.id),
+        ("platform", connection.provider),
+        ("account", f"{connection.account_name or ''} ({connection.account_id})"),
+        ("end user", connection.end_user_id or ""),
+        ("status", connection.status),
+        ("access expires", humanize_until(connection.access_expires_at, now)),
+        ("refresh expires", humanize_until(connection.refresh_expires_at, now)),
+        ("scopes", " ".join(connection.scopes)),
+        ("shops", ", ".join(str(s.get("name") or s.get("id")) for s in connection.shops)),
+        ("version", str(connection.version)),
+        ("last error", connection.last_error or ""),
+    ):
+        table.add_row(label, value)
+    out.print(table)
+    for event in events:
+        out.print(f"{event.created_at:%Y-%m-%d %H:%M:%S} {event.kind}")
+
+
+@command
+async def token(
+    connection_id: str = typer.Argument(...),
+    format: TokenFormat = typer.Option(TokenFormat.raw, "--format", help="raw, json or env."),
+) -> None:
+    """Print a valid access token, refreshing it first if it is about to expire."""
+    async with runtime() as rt:
+        try:
+            fresh = await rt.tokens.fresh_token(connection_id)
+        except ConnectionUnusable as exc:
+            fail(str(exc))
+    if format is TokenFormat.raw:
+        print(fresh.access_token)
+    elif format is TokenFormat.json:
+        print(
+            json.dumps(
+                {
+                    "access_token": fresh.access_token,
+                    "expires_at": fresh.expires_at.isoformat() if fresh.expires_at else None,
+                    "provider": fresh.provider,
+                    "account_id": fresh.account_id,
+                    "connection_id": fresh.connection_id,
+                }
+            )
+        )
+    else:
+        print(f"{fresh.provider.upper()}_ACCESS_TOKEN={fresh.access_token}")
+
+
+@command
+async def refresh(
+    connection_id: str | None = typer.Argument(None),
+    all_: bool = typer.Option(False, "--all", help="Refresh every active connection."),
+) -> None:
+    """Refresh tokens now."""
+    if (connection_id is None) == (not all_):
+        fail("give a connection id or --all")
+    async with runtime() as rt:
+        if connection_id:
+            ids = [connection_id]
+        else:
+            ids = [c.id for c in await rt.vault.list_connections(status="active", limit=100_000)]
+        failures = 0
+        for cid in ids:
+            connection = await rt.vault.get(cid)
+            if connection is None:
+                fail(f"no connection {cid}")
+            provider = rt.providers.get(connection.provider)
+            if provider is not None and not provider.refreshable:
+                out.print(
+                    f"{cid}: {provider.display_name} tokens do not expire; nothing to refresh"
+                )
+                continue
+            try:
+                fresh = await rt.tokens.refresh(cid)
+            except (ProviderError, ConnectionUnusable) as exc:
+                failures += 1
+                out.print(f"[red]{cid}: {exc}[/red]")
+                continue
+            out.print(
+                f"{cid}: refreshed, access expires {humanize_until(fresh.expires_at, rt.clock())}"
+            )
+    if failures:
+        raise typer.Exit(1)
+
+
+@command
+async def disconnect(
+    connection_id: str = typer.Argument(...),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask."),
+) -> None:
+    """Delete a connection and its tokens."""
+    if not yes:
+        typer.confirm(f"Delete {connection_id} and its tokens?", abort=True)
+    async with runtime() as rt:
+        if await rt.vault.delete(connection_id) is None:
+            fail(f"no connection {connection_id}")
+    out.print(f"deleted {connection_id}")
+
+
+@command
+async def import_(
+    provider: str = typer.Argument(..., help="aliexpress, tiktok_shop, shopline or ecwid"),
+    access_token: str = typer.Option(
+        ...,
+        prompt=True,
+        hide_input=True,
+        envvar="SHOPKEYS_IMPORT_ACCESS_TOKEN",
+        help="Read from the prompt or SHOPKEYS_IMPORT_ACCESS_TOKEN, not the command line.",
+    ),
+    refresh_token: str = typer.Option(
+        "",
+        prompt="Refresh token (empty if none)",
+        hide_input=True,
+        envvar="SHOPKEYS_IMPORT_REFRESH_TOKEN",
+    ),
+    account_id: str | None = typer.Option(
+        None, help="Account or store id (AliExpress seller id, Ecwid store id)."
+    ),
+    access_expires_at: datetime | None = typer.Option(
+        None, help="When the access token expires (UTC)."
+    ),
+    refresh_expires_at: datetime | None = typer.Option(
+        None, help="When the refresh token expires (UTC)."
+    ),
+    end_user: str | None = typer.Option(None, "--end-user"),
+) -> None:
+    """Import a token obtained elsewhere (AliExpress's Token Query Tool, another system)."""
+    from datetime import UTC
+
+    _check_provider(provider)
+
+    def aware(value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
+    async with runtime() as rt:
+        client = rt.providers.get(provider)
+        if client is None:
+            fail(f"{provider} is not configured")
+        grant = Grant(
+            provider=provider,
+            access_token=access_token,
+            refresh_token=refresh_token or None,
+            access_expires_at=aware(access_expires_at),
+            refresh_expires_at=aware(refresh_expires_at),
+            scopes=[],
+            account_id=account_id or "",
+            raw={"imported": True},
+        )
+        try:
+            account = await client.identify(rt.http, grant)
+        except ProviderError:
+            if not account_id:
+                raise
+            account = Account(account_id=account_id, name=None)
+        connection, created = await rt.vault.import_connection(grant, account, end_user_id=end_user)
+    out.print(f"{'imported' if created else 'updated'} {connection.id} ({connection.account_id})")

@@ -1,0 +1,93 @@
+"""`shopkeys serve` and `shopkeys sandbox`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import typer
+import uvicorn
+from rich.panel import Panel
+
+from shopkeys.cli.common import err, fail, load_settings, out
+from shopkeys.config import Settings
+from shopkeys.redact import guard_logs
+from shopkeys.web.pages import HOME_END_USER
+
+SANDBOX_KEY_FILE = "sandbox-api-key"
+
+
+def sandbox_api_key(settings: Settings) -> str:
+    """SHOPKEYS_SANDBOX_API_KEY, else a key kept in the data directory across runs."""
+    if settings.sandbox_api_key is not None:
+        return settings.sandbox_api_key.get_secret_value()
+    path = settings.data_dir / SANDBOX_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    value = "sk_sandbox_" + secrets.token_urlsafe(24)
+    _write_private(path, value + "\n")
+    return value
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def serve(
+    sandbox: bool = typer.Option(
+        False, "--sandbox", help="Serve the four platform simulators too, and use them."
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve the API, the connect pages and the OAuth callbacks."""
+    from shopkeys.web import create_app
+
+    settings = load_settings()
+    if "public_url" not in settings.model_fields_set:
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        settings = settings.model_copy(update={"public_url": f"http://{shown_host}:{port}"})
+    base = settings.public_url.rstrip("/")
+    key = sandbox_api_key(settings) if sandbox else None
+    app = create_app(settings, sandbox=sandbox, sandbox_api_key=key)
+    configured = [
+        n for n in ("aliexpress", "tiktok_shop", "shopline", "ecwid") if settings.credentials(n)
+    ]
+    if sandbox:
+        out.print(
+            Panel.fit(
+                f"shopkeys with the sandbox at [bold]{base}/[/bold]\n\n"
+                f"1. Open {base}/ and press Connect on a platform, then Authorize.\n"
+                f"2. Fetch the token of the store you connected:\n\n"
+                f"   curl -H 'Authorization: Bearer {key}' \\\n"
+                f"        '{base}/v1/token?end_user_id={HOME_END_USER}'\n\n"
+                f"API key (sandbox): {key}\n"
+                f"API docs: {base}/docs    Simulators: {base}/sandbox/{{platform}}/_sandbox",
+                title="sandbox",
+            ),
+            soft_wrap=True,
+        )
+    elif not configured:
+        err.print(
+            "[yellow]warning:[/yellow] no platform has credentials; set them (see "
+            "`shopkeys doctor`) or run `shopkeys serve --sandbox`."
+        )
+    guard_logs()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
+
+
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve only the four platform simulators, for SDKs and OAuth clients to point at."""
+    from shopkeys.sandbox.serve import run
+
+    run(host, port, load_settings())
