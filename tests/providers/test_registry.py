@@ -1,0 +1,52 @@
+"""The provider registry and what every provider shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from shopkeys.credentials import AppCredentials
+from shopkeys.errors import NotSupported
+from shopkeys.providers import NAMES, Provider, get
+
+
+def test_registry_knows_the_four_platforms() -> None:
+    assert NAMES == ("aliexpress", "tiktok_shop", "shopline", "ecwid")
+    for name in NAMES:
+        cls = get(name)
+        assert issubclass(cls, Provider)
+        assert cls.name == name
+
+
+def test_unknown_provider_lists_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="known: aliexpress, tiktok_shop, shopline, ecwid"):
+        get("shopify")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_secret_in_repr(name: str) -> None:
+    provider = get(name)(AppCredentials("app-id", "TOPSECRETVALUE", service_id="svc"))
+    assert "TOPSECRETVALUE" not in repr(provider)
+    assert "TOPSECRETVALUE" not in repr(provider.credentials)
+    assert "TOPSECRETVALUE" not in repr(provider.auth("ACCESSTOKENVALUE"))
+    assert "ACCESSTOKENVALUE" not in repr(provider.auth("ACCESSTOKENVALUE"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_base_url_replaces_every_host(name: str) -> None:
+    provider = get(name)(
+        AppCredentials("app-id", "s", service_id="svc"), base_url="http://127.0.0.1:1/sandbox/x/"
+    )
+    for role in provider.default_hosts:
+        assert provider.url(role, "/p") == "http://127.0.0.1:1/sandbox/x/p"
+    assert provider.platform_path("/sandbox/x/api/y") == "/api/y"
+    assert provider.platform_path("/elsewhere") == "/elsewhere"
+
+
+def test_only_ecwid_cannot_refresh() -> None:
+    assert [n for n in NAMES if not get(n).refreshable] == ["ecwid"]
+
+
+async def test_ecwid_refresh_says_tokens_do_not_expire() -> None:
+    provider = get("ecwid")(AppCredentials("id", "secret"))
+    with pytest.raises(NotSupported, match="do not expire"):
+        await provider.refresh(None, "anything")  # type: ignore[arg-type]
