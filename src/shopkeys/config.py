@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopkeys.credentials import PROVIDER_NAMES as NAMES
@@ -17,7 +17,12 @@ class Settings(BaseSettings):
     """Everything shopkeys reads from its environment. Unset platforms are "not configured"."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SHOPKEYS_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="SHOPKEYS_",
+        env_file=".env",
+        extra="ignore",
+        validate_default=True,
+        # `SHOPKEYS_SHOPLINE_SCOPES=` (as a .env template leaves it) means unset, not "no scopes".
+        env_ignore_empty=True,
     )
 
     public_url: str = DEFAULT_PUBLIC_URL
@@ -54,6 +59,14 @@ class Settings(BaseSettings):
     ecwid_scopes: str | None = None
     ecwid_base_url: str | None = None
 
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        # Redirect URIs are built from it; a missing scheme would give the platforms a bad one.
+        if not value.startswith(("http://", "https://")) or value.endswith("://"):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://keys.example.com")
+        return value
+
     def credentials(self, provider: str) -> AppCredentials | None:
         """The app credentials configured for `provider`, or None when it is not configured."""
         _check(provider)
@@ -63,7 +76,7 @@ class Settings(BaseSettings):
         else:
             client_id = getattr(self, f"{provider}_client_id")
             secret = getattr(self, f"{provider}_client_secret")
-        if not client_id or secret is None:
+        if not client_id or secret is None or not secret.get_secret_value():
             return None
         service_id = self.tiktok_shop_service_id if provider == "tiktok_shop" else None
         return AppCredentials(client_id, secret.get_secret_value(), service_id=service_id)

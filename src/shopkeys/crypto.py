@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class Key:
 class KeyRing:
     """The keys that can decrypt, the first of which (the primary) encrypts."""
 
-    def __init__(self, keys: Iterable[Key]) -> None:
+    def __init__(self, keys: Iterable[Key], *, reload: Callable[[], KeyRing] | None = None) -> None:
         self._keys = list(keys)
         if not self._keys:
             raise ConfigurationError("the key ring needs at least one key")
@@ -54,6 +54,22 @@ class KeyRing:
             raise ConfigurationError("two encryption keys share one id")
         self._by_id = {k.id: AESGCM(k.secret) for k in self._keys}
         self.primary = self._keys[0]
+        # Where a newer ring may be found (the key file): `shopkeys keys rotate` in another
+        # process re-encrypts rows under a key a running service has never seen.
+        self._reload = reload
+
+    def _aead(self, key_id: str) -> AESGCM | None:
+        aead = self._by_id.get(key_id)
+        if aead is None and self._reload is not None:
+            try:
+                fresh = self._reload()
+            except (OSError, ConfigurationError):
+                return None
+            # Only a ring that still holds every key we know may replace ours.
+            if key_id in fresh._by_id and set(self._by_id) <= set(fresh._by_id):
+                self._keys, self._by_id, self.primary = fresh._keys, fresh._by_id, fresh.primary
+            aead = self._by_id.get(key_id)
+        return aead
 
     def __repr__(self) -> str:
         return f"<KeyRing primary={self.primary.id!r} keys={[k.id for k in self._keys]}>"
@@ -93,7 +109,9 @@ class KeyRing:
         number = len(self._keys) + 1
         while f"k{number}" in taken:
             number += 1
-        return KeyRing([Key(f"k{number}", secrets.token_bytes(32)), *self._keys])
+        return KeyRing(
+            [Key(f"k{number}", secrets.token_bytes(32)), *self._keys], reload=self._reload
+        )
 
     def encrypt(self, plaintext: str, associated: str) -> str:
         """Encrypt with the primary key, bound to `associated` (row and field)."""
@@ -107,11 +125,16 @@ class KeyRing:
     def decrypt(self, ciphertext: str, associated: str) -> str:
         """Decrypt with whichever key the ciphertext names; `DecryptionError` if it cannot."""
         version, key_id, body = _split(ciphertext)
-        if version != _VERSION:
-            raise DecryptionError(f"unknown ciphertext version {version!r}")
-        aead = self._by_id.get(key_id)
+        # Nothing from the value itself is echoed unless it is a well-formed key id: a plain
+        # token stored by mistake (a JWT has dots too) must not reach a message.
+        if version != _VERSION or not _KEY_ID.match(key_id):
+            raise DecryptionError("not a shopkeys ciphertext (unknown format version)")
+        aead = self._aead(key_id)
         if aead is None:
-            raise DecryptionError(f"no encryption key with id {key_id!r} in the key ring")
+            raise DecryptionError(
+                f"no encryption key with id {key_id!r} in the key ring "
+                f"(it has {', '.join(k.id for k in self._keys)})"
+            )
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             plain = aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], associated.encode())
@@ -153,9 +176,14 @@ def load_key_ring(configured: str | None, data_dir: Path) -> LoadedKeys:
     if configured:
         return LoadedKeys(KeyRing.parse(configured), "environment", None, created=False)
     path = data_dir / KEY_FILE_NAME
+
+    def reload() -> KeyRing:
+        return KeyRing.parse(path.read_text())
+
     if path.exists():
-        return LoadedKeys(KeyRing.parse(path.read_text()), "file", path, created=False)
-    ring = generate_key_ring()
+        ring = KeyRing(reload().keys, reload=reload)
+        return LoadedKeys(ring, "file", path, created=False)
+    ring = KeyRing(generate_key_ring().keys, reload=reload)
     write_key_file(path, ring)
     return LoadedKeys(ring, "file", path, created=True)
 
@@ -165,6 +193,8 @@ def write_key_file(path: Path, ring: KeyRing) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A leftover temporary file keeps its old mode through O_CREAT: set it explicitly.
+    os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(ring.serialize())
     os.replace(temporary, path)

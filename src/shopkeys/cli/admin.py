@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from shopkeys.api_keys import SCOPES
-from shopkeys.cli.common import command, err, fail, load_settings, out, runtime
-from shopkeys.crypto import write_key_file
+from shopkeys.cli.common import (
+    command,
+    database_problem,
+    err,
+    fail,
+    load_settings,
+    out,
+    runtime,
+)
+from shopkeys.crypto import KEY_FILE_NAME, KeyRing, write_key_file
+from shopkeys.errors import ConfigurationError
 from shopkeys.providers import NAMES, get
 from shopkeys.store.database import create_engine, database_url, pending_migrations, upgrade
 
@@ -145,6 +155,7 @@ async def doctor() -> None:
         else:
             row(display, True, "configured", f"register redirect URI {settings.redirect_uri(name)}")
     configured = settings.database_url.get_secret_value() if settings.database_url else None
+    database_error: str | None = None
     try:
         url = database_url(configured, settings.data_dir)
         engine = create_engine(url)
@@ -159,25 +170,45 @@ async def doctor() -> None:
             )
         finally:
             await engine.dispose()
+    except ConfigurationError as exc:
+        database_error = str(exc)
     except Exception as exc:  # any failure to reach the database is reported, not raised
-        row(
-            "database",
-            False,
-            type(exc).__name__,
-            "check SHOPKEYS_DATABASE_URL and that the server runs",
-        )
+        database_error = f"unreachable: {database_problem(exc)}"
+    if database_error is not None:
+        row("database", False, escape(database_error), "check SHOPKEYS_DATABASE_URL and the server")
     if settings.encryption_keys is not None:
-        row("encryption keys", True, "from SHOPKEYS_ENCRYPTION_KEYS")
+        try:
+            ring = KeyRing.parse(settings.encryption_keys.get_secret_value())
+            row(
+                "encryption keys", True, f"from SHOPKEYS_ENCRYPTION_KEYS, primary {ring.primary.id}"
+            )
+        except ConfigurationError as exc:
+            row("encryption keys", False, escape(str(exc)), "fix SHOPKEYS_ENCRYPTION_KEYS")
     else:
-        path = settings.data_dir / "encryption-keys"
-        row(
-            "encryption keys",
-            None,
-            f"key file {path}" + ("" if path.exists() else " (created on first run)"),
-            "back this file up; without it stored tokens cannot be read",
-        )
+        path = settings.data_dir / KEY_FILE_NAME
+        if path.exists():
+            try:
+                ring = KeyRing.parse(path.read_text())
+                row(
+                    "encryption keys",
+                    True,
+                    f"key file {path}, primary {ring.primary.id}",
+                    "back this file up; without it stored tokens cannot be read",
+                )
+            except (ConfigurationError, OSError) as exc:
+                row("encryption keys", False, escape(f"key file {path}: {exc}"), "restore it")
+        else:
+            row(
+                "encryption keys",
+                None,
+                f"key file {path} (created on first run)",
+                "back this file up; without it stored tokens cannot be read",
+            )
     out.print(table)
+    if database_error is not None:
+        err.print(f"[red]error:[/red] database {escape(database_error)}", soft_wrap=True)
     if problems:
+        err.print(f"[red]{problems} problem(s) to fix[/red], see the table above")
         raise typer.Exit(1)
 
 

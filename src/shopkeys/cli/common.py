@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -12,6 +13,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from shopkeys.config import Settings
 from shopkeys.errors import ShopkeysError
@@ -27,8 +30,18 @@ err = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one clear line on stderr and exit non-zero."""
-    err.print(f"[red]error:[/red] {redact(message)}", soft_wrap=True)
+    # Escaped: a message is text, not Rich markup ("[redacted]" would vanish as a style tag,
+    # and a stray "[/x]" would raise MarkupError).
+    err.print(f"[red]error:[/red] {escape(redact(message))}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def database_problem(exc: BaseException) -> str:
+    """One line about a database failure, without the URL (it may hold a password)."""
+    original = getattr(exc, "orig", None) if isinstance(exc, SQLAlchemyError) else None
+    reason = original if isinstance(original, BaseException) else exc
+    text = (str(reason).strip().splitlines() or [""])[0] or type(reason).__name__
+    return redact(text)
 
 
 def load_settings() -> Settings:
@@ -43,11 +56,49 @@ def load_settings() -> Settings:
 async def runtime(
     settings: Settings | None = None, *, migrate: bool = True
 ) -> AsyncIterator[Runtime]:
-    opened = await open_runtime(settings or load_settings(), migrate=migrate)
+    settings = settings or load_settings()
+    try:
+        with _key_file_notice_suppressed():
+            opened = await open_runtime(settings, migrate=migrate)
+    except (OSError, SQLAlchemyError) as exc:
+        if isinstance(exc, OSError) and exc.filename:
+            raise  # a file in the data directory: `command` says which
+        fail(
+            f"cannot open the database ({database_problem(exc)}); check SHOPKEYS_DATABASE_URL "
+            "and that the server runs (`shopkeys doctor`)"
+        )
+    if opened.keys.created:
+        err.print(
+            f"[yellow]warning:[/yellow] created the encryption key file "
+            f"{escape(str(opened.keys.path))}: back it up, without it the stored tokens cannot "
+            "be read (or set SHOPKEYS_ENCRYPTION_KEYS)",
+            soft_wrap=True,
+        )
     try:
         yield opened
     finally:
         await opened.close()
+
+
+class _DropKeyFileNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("created a new encryption key file")
+
+
+@contextmanager
+def _key_file_notice_suppressed() -> Iterator[None]:
+    """The runtime logs the key file's creation; the CLI says it itself, on stderr, once.
+
+    (Relying on the log would lose it wherever logging is configured elsewhere, and print it
+    twice where it is not.)
+    """
+    logger = logging.getLogger("shopkeys")
+    notice = _DropKeyFileNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
@@ -61,6 +112,8 @@ def command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
             fail(str(exc))
         except OSError as exc:
             fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        except SQLAlchemyError as exc:
+            fail(f"database: {database_problem(exc)}")
 
     return run
 

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import time
 import webbrowser
 from datetime import datetime
 from enum import StrEnum
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from shopkeys.cli.common import command, fail, humanize_until, out, runtime
-from shopkeys.errors import ProviderError
+from shopkeys.cli.common import command, err, fail, humanize_until, out, runtime
+from shopkeys.errors import AuthorizationDead, ProviderError
 from shopkeys.grant import Account, Grant
 from shopkeys.providers import NAMES
 from shopkeys.refresh import ConnectionUnusable
+from shopkeys.store.records import STATUSES
+
+#: Seconds between looks at the database while `connect` waits (tests make it shorter).
+POLL_INTERVAL = 1.0
+
+
+async def _pause(seconds: float) -> None:
+    """The wait between polls (a seam for tests, which act as the merchant meanwhile)."""
+    await asyncio.sleep(seconds)
 
 
 class TokenFormat(StrEnum):
@@ -47,18 +59,23 @@ async def connect(
         out.print(f"Open this link to connect a {provider} store:\n{link.url}", soft_wrap=True)
         if browser:
             webbrowser.open(link.url)
+        deadline = time.monotonic() + wait
         with out.status("Waiting for the merchant to authorize...", spinner="dots"):
-            for _ in range(wait):
+            while True:
                 session = await rt.vault.auth_session(link.session_id)
                 if session is not None and session.connection_id:
                     connection = await rt.vault.get(session.connection_id)
                     if connection is not None:
                         out.print(
-                            f"[green]connected[/green] {connection.account_name or ''} "
-                            f"({connection.account_id}) as {connection.id}"
+                            f"[green]connected[/green] "
+                            f"{escape(connection.account_name or '')} "
+                            f"({escape(connection.account_id)}) as {connection.id}"
                         )
                         return
-                await asyncio.sleep(1)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await _pause(min(POLL_INTERVAL, left))
         fail(
             f"no callback within {wait} s; is `shopkeys serve` running at {rt.settings.public_url}?"
         )
@@ -72,6 +89,10 @@ async def list_(
     limit: int = typer.Option(200, help="At most this many."),
 ) -> None:
     """List connections."""
+    if provider is not None:
+        _check_provider(provider)
+    if status is not None and status not in STATUSES:
+        fail(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
     async with runtime() as rt:
         rows = await rt.vault.list_connections(
             provider=provider, status=status, end_user_id=end_user, limit=limit
@@ -85,12 +106,10 @@ async def list_(
         table.add_row(
             c.id,
             c.provider,
-            account,
+            escape(account),
             c.status,
             humanize_until(c.access_expires_at, now),
-            humanize_until(c.refresh_expires_at, now)
-            if c.refresh_expires_at or c.access_expires_at
-            else "never",
+            humanize_until(c.refresh_expires_at, now),
         )
     out.print(
         table if rows else "No connections yet. Connect one with `shopkeys connect PLATFORM`."
@@ -122,7 +141,7 @@ async def show(connection_id: str = typer.Argument(...)) -> None:
         ("version", str(connection.version)),
         ("last error", connection.last_error or ""),
     ):
-        table.add_row(label, value)
+        table.add_row(label, escape(value))
     out.print(table)
     for event in events:
         out.print(f"{event.created_at:%Y-%m-%d %H:%M:%S} {event.kind}")
@@ -185,7 +204,7 @@ async def refresh(
                 fresh = await rt.tokens.refresh(cid)
             except (ProviderError, ConnectionUnusable) as exc:
                 failures += 1
-                out.print(f"[red]{cid}: {exc}[/red]")
+                err.print(f"[red]error:[/red] {escape(f'{cid}: {exc}')}", soft_wrap=True)
                 continue
             out.print(
                 f"{cid}: refreshed, access expires {humanize_until(fresh.expires_at, rt.clock())}"
@@ -218,11 +237,10 @@ async def import_(
         envvar="SHOPKEYS_IMPORT_ACCESS_TOKEN",
         help="Read from the prompt or SHOPKEYS_IMPORT_ACCESS_TOKEN, not the command line.",
     ),
-    refresh_token: str = typer.Option(
-        "",
-        prompt="Refresh token (empty if none)",
-        hide_input=True,
+    refresh_token: str | None = typer.Option(
+        None,
         envvar="SHOPKEYS_IMPORT_REFRESH_TOKEN",
+        help="Read from the prompt or SHOPKEYS_IMPORT_REFRESH_TOKEN, not the command line.",
     ),
     account_id: str | None = typer.Option(
         None, help="Account or store id (AliExpress seller id, Ecwid store id)."
@@ -239,6 +257,12 @@ async def import_(
     from datetime import UTC
 
     _check_provider(provider)
+    if refresh_token is None and sys.stdin.isatty():
+        # Asked only at a terminal: a script with no refresh token (Ecwid has none) must not
+        # block on a prompt; Click ignores an empty SHOPKEYS_IMPORT_REFRESH_TOKEN.
+        refresh_token = typer.prompt(
+            "Refresh token (empty if none)", default="", hide_input=True, show_default=False
+        )
 
     def aware(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
@@ -259,6 +283,8 @@ async def import_(
         )
         try:
             account = await client.identify(rt.http, grant)
+        except AuthorizationDead:
+            raise  # the platform rejected the token: importing it would store a dead grant
         except ProviderError:
             if not account_id:
                 raise

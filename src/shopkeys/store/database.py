@@ -20,29 +20,61 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_FILE = "shopkeys.db"
 
 
+#: libpq parameters (as in a plain PostgreSQL URL) and the asyncpg argument each becomes.
+_LIBPQ_TO_ASYNCPG = {"sslmode": "ssl", "connect_timeout": "timeout"}
+#: Query parameters passed on to asyncpg, and the type each must have (URLs carry strings).
+_ASYNCPG_PARAMETERS: dict[str, type] = {
+    "ssl": str,
+    "timeout": float,
+    "command_timeout": float,
+    "statement_cache_size": int,
+    "prepared_statement_cache_size": int,
+}
+_EXAMPLE = "postgresql://user:password@host:5432/db"
+
+
 def database_url(configured: str | None, data_dir: Path) -> URL:
     """The async SQLAlchemy URL for a configured URL, or the SQLite file in `data_dir`.
 
     Plain `postgresql://` URLs, as every PostgreSQL tool writes them, get the asyncpg driver.
+    Error messages never repeat the URL: it may hold a password.
     """
     if not configured:
         return make_url(f"sqlite+aiosqlite:///{(data_dir / SQLITE_FILE).as_posix()}")
     try:
         url = make_url(configured)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
+        # ValueError: a port that is not a number (SQLAlchemy parses it with int()).
         raise ConfigurationError(
-            "SHOPKEYS_DATABASE_URL is not a database URL (postgresql://user:pw@host:5432/db)"
+            f"SHOPKEYS_DATABASE_URL is not a database URL (expected {_EXAMPLE})"
         ) from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
-        query = dict(url.query)
-        # libpq's sslmode is spelled ssl for asyncpg.
-        if "sslmode" in query:
-            query["ssl"] = query.pop("sslmode")
+        query: dict[str, str | tuple[str, ...]] = {}
+        for name, value in url.query.items():
+            name = _LIBPQ_TO_ASYNCPG.get(name, name)
+            if name not in _ASYNCPG_PARAMETERS:
+                # asyncpg would fail on it at the first connection with a TypeError.
+                raise ConfigurationError(
+                    f"SHOPKEYS_DATABASE_URL: the parameter {name!r} is not supported; use "
+                    f"{', '.join(sorted({*_LIBPQ_TO_ASYNCPG, *_ASYNCPG_PARAMETERS}))}"
+                )
+            kind = _ASYNCPG_PARAMETERS[name]
+            if kind is not str:
+                try:
+                    kind(value)
+                except (TypeError, ValueError):
+                    raise ConfigurationError(
+                        f"SHOPKEYS_DATABASE_URL: {name} must be a number"
+                    ) from None
+            query[name] = value
         return url.set(drivername="postgresql+asyncpg", query=query)
     if backend == "sqlite":
         return url.set(drivername="sqlite+aiosqlite")
-    raise ConfigurationError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
+    raise ConfigurationError(
+        f"SHOPKEYS_DATABASE_URL: unsupported database {backend!r}; use SQLite or PostgreSQL "
+        f"({_EXAMPLE})"
+    )
 
 
 def create_engine(url: URL) -> AsyncEngine:
@@ -53,7 +85,20 @@ def create_engine(url: URL) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # asyncpg wants numbers where the URL has strings: pass those as typed connect arguments.
+    query = dict(url.query)
+    connect_args = {
+        name: kind(query.pop(name))
+        for name, kind in _ASYNCPG_PARAMETERS.items()
+        if kind is not str and name != "prepared_statement_cache_size" and name in query
+    }
+    return create_async_engine(
+        url.set(query=query),
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args=connect_args,
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -70,6 +70,12 @@ class ConnectionRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
 
+    # Every ORM UPDATE or DELETE of a connection says `WHERE version = <the version read>` and
+    # fails (StaleDataError) if another writer changed the row in between. SQLite ignores
+    # FOR UPDATE, so without this a refresh or a re-encryption could overwrite a refresh token
+    # that another process had just rotated. The code sets `version` itself (no generator).
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
 
 class AuthSessionRow(Base):
     """A connect session and the CSRF state of its current authorization attempt (both hashed)."""

@@ -19,6 +19,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from shopkeys.clock import Clock, utc_now
 from shopkeys.crypto import KeyRing
@@ -35,6 +36,8 @@ from shopkeys.store.records import (
 from shopkeys.store.tables import ApiKeyRow, AuthSessionRow, ConnectionRow, EventRow
 
 Listener = Callable[[str], None]
+#: How often a write is tried again when the connection changed between its read and its write.
+STALE_RETRIES = 5
 T = TypeVar("T")
 
 
@@ -83,6 +86,22 @@ class Vault:
         async with self._sessions() as session, session.begin():
             return await work(session)
 
+    async def _retrying(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a transaction again when a connection changed under it.
+
+        `work` reads the row afresh each time, so its checks (the refresh token still the one
+        used, the ciphertext still under an old key) judge the newest state.
+        """
+        for _ in range(STALE_RETRIES - 1):
+            try:
+                return await self._transaction(work)
+            except StaleDataError:
+                continue
+        try:
+            return await self._transaction(work)
+        except StaleDataError:
+            raise VersionConflict("the connection kept changing; try again") from None
+
     # -- connections ----------------------------------------------------------------------------
 
     def _seal(self, row_id: str, field_name: str, value: str) -> str:
@@ -113,7 +132,7 @@ class Vault:
         """
         for attempt in range(2):
             try:
-                return await self._transaction(
+                return await self._retrying(
                     lambda session: self._upsert(session, grant, account, end_user_id)
                 )
             except IntegrityError:
@@ -233,7 +252,7 @@ class Vault:
             self._after_commit(session, connection_id)
             return record
 
-        return await self._transaction(work)
+        return await self._retrying(work)
 
     async def save_refresh(self, connection_id: str, grant: Grant, *, used: str) -> Connection:
         """Store a refreshed grant and its event, if the row still holds the refresh token `used`.
@@ -269,7 +288,7 @@ class Vault:
             self._after_commit(session, row.id)
             return _connection(row)
 
-        return await self._transaction(work)
+        return await self._retrying(work)
 
     async def record_refresh_failure(
         self, connection_id: str, message: str, *, dead: bool
@@ -294,7 +313,7 @@ class Vault:
             self._after_commit(session, row.id)
             return _connection(row)
 
-        return await self._transaction(work)
+        return await self._retrying(work)
 
     async def import_connection(
         self, grant: Grant, account: Account, *, end_user_id: str | None
@@ -324,7 +343,7 @@ class Vault:
                         )
                 return True
 
-            changed += await self._transaction(work)
+            changed += await self._retrying(work)
             if progress:
                 progress(done, len(ids))
         return changed

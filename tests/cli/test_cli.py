@@ -1,0 +1,496 @@
+"""The `shopkeys` command: output for people and scripts, one clear line for every mistake."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from sqlalchemy import select
+
+from shopkeys.api_keys import ApiKeys
+from shopkeys.cli import connections as connections_cli
+from shopkeys.crypto import KEY_FILE_NAME, KeyRing
+from shopkeys.runtime import open_runtime
+from shopkeys.store.tables import ConnectionRow
+from tests.cli.conftest import Cli
+from tests.conftest import LiveSandbox
+
+COMMANDS = [
+    "serve",
+    "sandbox",
+    "connect",
+    "list",
+    "show",
+    "token",
+    "refresh",
+    "disconnect",
+    "import",
+    "keys",
+    "apikey",
+    "db",
+    "doctor",
+]
+
+
+def one_clear_error(result: Result, *needles: str) -> str:
+    """Exit non-zero, nothing on stdout, one `error:` line on stderr, no traceback."""
+    assert result.exit_code != 0, result.stdout
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_help_lists_every_command(cli: Cli) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert re.search(rf"^\W*{command}\b", result.stdout, re.MULTILINE), command
+    for group, subcommands in (
+        ("keys", ["rotate"]),
+        ("apikey", ["create", "list", "revoke"]),
+        ("db", ["upgrade"]),
+    ):
+        shown = cli(group, "--help")
+        assert shown.exit_code == 0
+        for sub in subcommands:
+            assert sub in shown.stdout
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+
+def test_apikey_create_prints_the_key_alone_and_it_works(db_cli: Cli) -> None:
+    result = db_cli("apikey", "create", "ci-bot", "--scope", "read")
+    assert result.exit_code == 0, result.stderr
+    value = result.stdout.strip()
+    assert result.stdout == value + "\n"  # the key alone, so `$(shopkeys apikey create x)` works
+    assert re.fullmatch(r"sk_[A-Za-z0-9_-]{40,}", value)
+    assert value not in result.stderr and "read" in result.stderr
+
+    async def check() -> tuple[str | None, str | None]:
+        rt = await open_runtime(db_cli.settings())
+        try:
+            fresh = ApiKeys(rt.vault)  # nothing in memory: it must come from the database
+            found = await fresh.check(value)
+            wrong = await fresh.check(value + "x")
+            return (found.scope if found else None), (wrong.scope if wrong else None)
+        finally:
+            await rt.close()
+
+    assert db_cli.run(check()) == ("read", None)
+
+    listed = db_cli("apikey", "list")
+    assert listed.exit_code == 0
+    assert "ci-bot" in listed.stdout and value[:10] in listed.stdout
+    assert value not in listed.stdout and value not in listed.stderr
+
+    key_id = re.search(r"key_[A-Za-z0-9_-]+", listed.stdout)
+    assert key_id is not None
+    revoked = db_cli("apikey", "revoke", key_id.group(0))
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+
+    async def check_revoked() -> bool:
+        rt = await open_runtime(db_cli.settings())
+        try:
+            return await ApiKeys(rt.vault).check(value) is None
+        finally:
+            await rt.close()
+
+    assert db_cli.run(check_revoked())
+    one_clear_error(db_cli("apikey", "revoke", "key_nope"), "no API key key_nope")
+
+
+def test_apikey_list_when_empty(cli: Cli) -> None:
+    result = cli("apikey", "list")
+    assert result.exit_code == 0 and "No API keys" in result.stdout
+
+
+def test_apikey_bad_scope(cli: Cli) -> None:
+    one_clear_error(cli("apikey", "create", "x", "--scope", "superuser"), "scope", "admin")
+
+
+# -- connections ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def shopline(db_cli: Cli, live_sandbox: LiveSandbox) -> tuple[Cli, str]:
+    db_cli.point_at(live_sandbox, "shopline")
+    connection = db_cli.connect_via_sandbox("shopline")
+    return db_cli, connection.id
+
+
+def stored_tokens(cli: Cli, connection_id: str) -> tuple[str, str | None, int]:
+    async def read() -> tuple[str, str | None, int]:
+        rt = await open_runtime(cli.settings())
+        try:
+            stored = await rt.vault.tokens(connection_id)
+            assert stored is not None
+            return stored.access_token, stored.refresh_token, stored.connection.version
+        finally:
+            await rt.close()
+
+    result: tuple[str, str | None, int] = cli.run(read())
+    return result
+
+
+def test_list_show_and_token(shopline: tuple[Cli, str]) -> None:
+    cli, connection_id = shopline
+    access, refresh, _ = stored_tokens(cli, connection_id)
+
+    listed = cli("list")
+    assert listed.exit_code == 0, listed.stderr
+    header = listed.stdout.splitlines()[1]
+    for column in ("id", "platform", "account", "status", "access expires", "refresh expires"):
+        assert column in header
+    [line] = [row for row in listed.stdout.splitlines() if connection_id in row]
+    assert "shopline" in line and "active" in line and " in " in line
+    assert access not in listed.stdout
+    assert "No connections" in cli("list", "--provider", "ecwid").stdout
+    assert connection_id in cli("list", "--status", "active").stdout
+    assert connection_id not in cli("list", "--status", "needs_reauth").stdout
+
+    shown = cli("show", connection_id)
+    assert shown.exit_code == 0, shown.stderr
+    assert connection_id in shown.stdout and "connected" in shown.stdout
+    for secret in (access, refresh or "-"):
+        assert secret not in shown.stdout and secret not in shown.stderr
+
+    raw = cli("token", connection_id)
+    assert raw.exit_code == 0, raw.stderr
+    assert raw.stdout == access + "\n"
+
+    as_json = cli("token", connection_id, "--format", "json")
+    document = json.loads(as_json.stdout)
+    assert document["access_token"] == access
+    assert document["provider"] == "shopline"
+    assert document["connection_id"] == connection_id
+    assert document["expires_at"]
+
+    as_env = cli("token", connection_id, "--format", "env")
+    assert as_env.stdout == f"SHOPLINE_ACCESS_TOKEN={access}\n"
+
+    # Typer's own usage error: exit status 2, a message naming the option, no traceback.
+    usage = cli("token", connection_id, "--format", "yaml")
+    assert usage.exit_code == 2 and "--format" in usage.stderr
+    assert "Traceback" not in usage.stderr
+
+
+def test_refresh_against_the_sandbox(shopline: tuple[Cli, str]) -> None:
+    cli, connection_id = shopline
+    access, refresh, version = stored_tokens(cli, connection_id)
+    result = cli("refresh", connection_id)
+    assert result.exit_code == 0, result.stderr
+    assert f"{connection_id}: refreshed" in result.stdout
+    new_access, new_refresh, new_version = stored_tokens(cli, connection_id)
+    assert new_access != access and new_refresh != refresh and new_version == version + 1
+    assert new_access not in result.stdout
+
+    everything = cli("refresh", "--all")
+    assert everything.exit_code == 0, everything.stderr
+    assert stored_tokens(cli, connection_id)[0] != new_access
+
+    one_clear_error(cli("refresh"), "--all")
+    one_clear_error(cli("refresh", "con_nope"), "no connection con_nope")
+
+
+def test_refresh_of_a_revoked_grant_fails_clearly(
+    shopline: tuple[Cli, str], live_sandbox: LiveSandbox
+) -> None:
+    cli, connection_id = shopline
+    _, refresh, _ = stored_tokens(cli, connection_id)
+    # A refresh elsewhere (another copy of the token) rotates it: ours is now dead.
+    import asyncio
+
+    import httpx2
+
+    async def use_elsewhere() -> None:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            await live_sandbox.provider("shopline").refresh(http, refresh or "")
+
+    asyncio.run(use_elsewhere())
+    result = cli("refresh", connection_id)
+    line = one_clear_error(result, connection_id)
+    assert refresh not in line
+    assert "needs_reauth" in cli("show", connection_id).stdout
+    one_clear_error(cli("token", connection_id), "needs_reauth")
+
+
+def test_disconnect(shopline: tuple[Cli, str]) -> None:
+    cli, connection_id = shopline
+    declined = cli("disconnect", connection_id, input="n\n")
+    assert declined.exit_code != 0
+    assert connection_id in cli("list").stdout
+    result = cli("disconnect", connection_id, "--yes")
+    assert result.exit_code == 0 and f"deleted {connection_id}" in result.stdout
+    assert connection_id not in cli("list").stdout
+    one_clear_error(cli("show", connection_id), "no connection")
+    one_clear_error(cli("disconnect", connection_id, "--yes"), "no connection")
+
+
+def test_import_a_token_obtained_elsewhere(db_cli: Cli, live_sandbox: LiveSandbox) -> None:
+    db_cli.point_at(live_sandbox, "shopline")
+    # A token issued by the platform to this app, outside shopkeys.
+    import asyncio
+
+    import httpx2
+
+    from shopkeys.sandbox.browser import callback_params, press
+
+    async def obtain() -> tuple[str, str]:
+        provider = live_sandbox.provider("shopline")
+        redirect = live_sandbox.redirect_uri("shopline")
+        async with httpx2.AsyncClient(timeout=10) as http:
+            callback = await press(http, provider.authorization_url("s" * 32, redirect))
+            params = callback_params(callback)
+            grant = await provider.exchange_code(
+                http,
+                params.pop("code"),
+                redirect,
+                **{k: v for k, v in params.items() if k != "state"},
+            )
+        return grant.access_token, grant.refresh_token or ""
+
+    access, refresh = asyncio.run(obtain())
+    result = db_cli(
+        "import",
+        "shopline",
+        "--end-user",
+        "u7",
+        "--access-expires-at",
+        "2099-01-01T00:00:00",
+        SHOPKEYS_IMPORT_ACCESS_TOKEN=access,
+        SHOPKEYS_IMPORT_REFRESH_TOKEN=refresh,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert access not in result.stdout + result.stderr
+    match = re.search(r"imported (con_\S+)", result.stdout)
+    assert match is not None, result.stdout
+    assert db_cli("token", match.group(1)).stdout == access + "\n"
+    again = db_cli(
+        "import", "shopline", SHOPKEYS_IMPORT_ACCESS_TOKEN=access, SHOPKEYS_IMPORT_REFRESH_TOKEN=""
+    )
+    assert again.exit_code == 0, again.stderr
+    assert f"updated {match.group(1)}" in again.stdout
+
+    one_clear_error(
+        db_cli("import", "shopify", SHOPKEYS_IMPORT_ACCESS_TOKEN="x"), "unknown platform"
+    )
+    one_clear_error(
+        db_cli("import", "ecwid", SHOPKEYS_IMPORT_ACCESS_TOKEN="x"), "ecwid is not configured"
+    )
+
+
+def test_user_mistakes_are_one_line(cli: Cli) -> None:
+    one_clear_error(cli("show", "con_nope"), "no connection con_nope")
+    one_clear_error(cli("token", "con_nope"), "no connection con_nope")
+    one_clear_error(cli("connect", "shopify"), "unknown platform 'shopify'", "aliexpress")
+    one_clear_error(cli("list", "--provider", "shopify"), "unknown platform")
+    one_clear_error(cli("list", "--status", "sleeping"), "unknown status")
+    one_clear_error(cli("connect", "ecwid", "--no-browser"), "not configured")
+    bad_keys = cli("list", SHOPKEYS_ENCRYPTION_KEYS="k1:tooshort")
+    line = one_clear_error(bad_keys, "32 bytes")
+    assert "tooshort" not in line
+
+
+def test_connect_prints_the_link_and_gives_up_after_the_wait(
+    cli: Cli, live_sandbox: LiveSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connections_cli, "POLL_INTERVAL", 0.05)
+    cli.point_at(live_sandbox, "ecwid")
+    result = cli("connect", "ecwid", "--no-browser", "--wait", "1", "--end-user", "u1")
+    assert "Open this link" in result.stdout
+    assert re.search(r"http://shopkeys\.test/connect[/?][=A-Za-z0-9_-]{40,}", result.stdout)
+    one_clear_error(result, "no callback within 1 s", "http://shopkeys.test")
+
+
+def test_connect_waits_for_the_callback(
+    cli: Cli, live_sandbox: LiveSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the command waits, the merchant authorizes (the service completes the callback)."""
+    monkeypatch.setattr(connections_cli, "POLL_INTERVAL", 0.05)
+    cli.point_at(live_sandbox, "ecwid")
+    original = connections_cli._pause
+    finished: list[str] = []
+
+    async def merchant_acts_while_we_wait(delay: float) -> None:
+        if not finished:
+            finished.append("yes")
+            await _complete_latest_session(cli)
+        await original(delay)
+
+    monkeypatch.setattr(connections_cli, "_pause", merchant_acts_while_we_wait)
+    result = cli("connect", "ecwid", "--no-browser", "--wait", "5")
+    assert result.exit_code == 0, result.stderr
+    assert "connected" in result.stdout and re.search(r"as con_\S+", result.stdout)
+    assert finished == ["yes"]
+
+
+async def _complete_latest_session(cli: Cli) -> None:
+    """Act as the service: the link's session gets a state, the merchant authorizes."""
+    import httpx2
+
+    from shopkeys.sandbox.browser import callback_params, press
+    from shopkeys.store.tables import AuthSessionRow
+
+    rt = await open_runtime(cli.settings())
+    try:
+        async with rt.engine.connect() as connection:
+            session_id = await connection.scalar(select(AuthSessionRow.id))
+        # The link's token is only in the command's output; issue a state for the session
+        # directly, as `/connect/{token}` would.
+        from datetime import timedelta
+
+        from shopkeys.crypto import fingerprint
+
+        state = "st-" + "x" * 40
+        await rt.vault.issue_state(
+            session_id, fingerprint(state), rt.clock() + timedelta(minutes=10)
+        )
+        provider = rt.providers["ecwid"]
+        url = provider.authorization_url(state, rt.settings.redirect_uri("ecwid"))
+        async with httpx2.AsyncClient(timeout=10) as http:
+            callback = await press(http, url)
+        await rt.connect.complete("ecwid", callback_params(callback))
+    finally:
+        await rt.close()
+
+
+# -- keys, database, doctor ----------------------------------------------------------------------
+
+
+def _ciphertext_key_ids(cli: Cli) -> set[str]:
+    async def read() -> set[str]:
+        rt = await open_runtime(cli.settings())
+        try:
+            async with rt.engine.connect() as connection:
+                rows = await connection.execute(
+                    select(ConnectionRow.access_token, ConnectionRow.refresh_token)
+                )
+                return {v.split(".")[1] for row in rows for v in row if v}
+        finally:
+            await rt.close()
+
+    result: set[str] = cli.run(read())
+    return result
+
+
+def test_keys_rotate_with_the_key_file(db_cli: Cli, live_sandbox: LiveSandbox) -> None:
+    del db_cli.env["SHOPKEYS_ENCRYPTION_KEYS"]
+    db_cli.point_at(live_sandbox, "shopline", "ecwid")
+    first = db_cli("list")
+    assert first.exit_code == 0
+    key_file = db_cli.data_dir / KEY_FILE_NAME
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "back it up" in first.stderr
+    assert "back it up" not in db_cli("list").stderr  # the warning is for the first run only
+    ids = [db_cli.connect_via_sandbox(p).id for p in ("shopline", "ecwid")]
+    tokens = {i: stored_tokens(db_cli, i)[0] for i in ids}
+    [old_id] = _ciphertext_key_ids(db_cli)
+
+    result = db_cli("keys", "rotate")
+    assert result.exit_code == 0, result.stderr
+    assert "re-encrypted 2 connection(s)" in result.stdout
+    assert "re-encrypting tokens" in result.stderr and "100%" in result.stderr
+    assert str(key_file) in result.stderr
+    ring = KeyRing.parse(key_file.read_text())
+    assert [k.id for k in ring.keys][1:] == [old_id]
+    assert ring.primary.id != old_id
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    for key in ring.keys:  # no key material on the terminal
+        assert key.encoded().split(":", 1)[1] not in result.stdout + result.stderr
+    assert _ciphertext_key_ids(db_cli) == {ring.primary.id}
+    for connection_id, access in tokens.items():
+        assert db_cli("token", connection_id).stdout == access + "\n"
+
+
+def test_keys_rotate_with_keys_from_the_environment(shopline: tuple[Cli, str]) -> None:
+    cli, connection_id = shopline
+    access = stored_tokens(cli, connection_id)[0]
+    result = cli("keys", "rotate")
+    assert result.exit_code == 0, result.stderr
+    assert "SHOPKEYS_ENCRYPTION_KEYS" in result.stderr
+    [value] = [line for line in result.stdout.splitlines() if ",ktest:" in line]
+    ring = KeyRing.parse(value)
+    assert [k.id for k in ring.keys][1] == "ktest"
+    assert not (cli.data_dir / KEY_FILE_NAME).exists()
+    assert _ciphertext_key_ids_with(cli, value) == {ring.primary.id}
+    # The old keys alone no longer read the tokens; the printed value does.
+    one_clear_error(cli("token", connection_id), "no encryption key")
+    assert cli("token", connection_id, SHOPKEYS_ENCRYPTION_KEYS=value).stdout == access + "\n"
+
+
+def _ciphertext_key_ids_with(cli: Cli, keys: str) -> set[str]:
+    saved = cli.env["SHOPKEYS_ENCRYPTION_KEYS"]
+    cli.env["SHOPKEYS_ENCRYPTION_KEYS"] = keys
+    try:
+        return _ciphertext_key_ids(cli)
+    finally:
+        cli.env["SHOPKEYS_ENCRYPTION_KEYS"] = saved
+
+
+def test_db_upgrade_then_doctor(db_cli: Cli) -> None:
+    upgraded = db_cli("db", "upgrade")
+    assert upgraded.exit_code == 0, upgraded.stderr
+    assert "applied 1 migration(s)" in upgraded.stdout or "up to date" in upgraded.stdout
+    again = db_cli("db", "upgrade")
+    assert again.exit_code == 0 and "up to date" in again.stdout
+    doctor = db_cli("doctor")
+    assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
+    assert "current" in doctor.stdout
+    assert "not configured" in doctor.stdout
+    assert "SHOPKEYS_SHOPLINE_CLIENT_ID" in doctor.stdout
+
+
+def test_doctor_shows_redirect_uris_for_configured_platforms(
+    cli: Cli, live_sandbox: LiveSandbox
+) -> None:
+    cli.point_at(live_sandbox, "tiktok_shop")
+    assert cli("db", "upgrade").exit_code == 0
+    doctor = cli("doctor")
+    assert doctor.exit_code == 0, doctor.stdout
+    assert "http://shopkeys.test/oauth/callback/tiktok_shop" in doctor.stdout
+
+
+def test_doctor_fails_when_the_database_is_unreachable(cli: Cli) -> None:
+    url = "postgresql://someone:hunter2secret@127.0.0.1:1/nowhere"
+    result = cli("doctor", SHOPKEYS_DATABASE_URL=url)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "hunter2secret" not in result.stdout + result.stderr
+    assert "error: database unreachable" in result.stderr
+    # Other commands say the same in one line.
+    line = one_clear_error(cli("list", SHOPKEYS_DATABASE_URL=url), "cannot open the database")
+    assert "hunter2secret" not in line
+
+
+def test_doctor_flags_pending_migrations_and_bad_keys(cli: Cli) -> None:
+    pending = cli("doctor")
+    assert pending.exit_code != 0 and "1 pending" in pending.stdout
+    assert "shopkeys db upgrade" in pending.stdout
+    cli("db", "upgrade")
+    bad = cli("doctor", SHOPKEYS_ENCRYPTION_KEYS="k1:" + "Z" * 10)
+    assert bad.exit_code != 0 and "32 bytes" in bad.stdout
+    assert "Z" * 10 not in bad.stdout
+
+
+def test_bad_database_url_is_one_line_without_the_password(cli: Cli) -> None:
+    url = "postgresql://someone:hunter2secret@host:notaport/db"
+    line = one_clear_error(cli("list", SHOPKEYS_DATABASE_URL=url), "SHOPKEYS_DATABASE_URL")
+    assert "hunter2secret" not in line
+
+
+def test_key_file_is_created_once(cli: Cli, tmp_path: Path) -> None:
+    del cli.env["SHOPKEYS_ENCRYPTION_KEYS"]
+    assert cli("list").exit_code == 0
+    content = (cli.data_dir / KEY_FILE_NAME).read_text()
+    assert cli("list").exit_code == 0
+    assert (cli.data_dir / KEY_FILE_NAME).read_text() == content
