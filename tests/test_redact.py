@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shopkeys.redact import REDACTED, guard_logs, redact
+from shopkeys.redact import REDACTED, RedactingFilter, guard_logs, redact
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,22 @@ def test_guarded_loggers_redact_their_records(name: str, caplog: pytest.LogCaptu
     assert caplog.records
     assert all("SECRETVALUE" not in record.getMessage() for record in caplog.records)
     assert "SECRETVALUE" not in caplog.text
+
+
+def test_positional_arguments_survive_for_formatters_that_read_them() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/oauth/callback/x?code=SECRETVALUE&state=S2", "1.1", 200),
+        None,
+    )
+
+    assert RedactingFilter().filter(record)
+    assert isinstance(record.args, tuple)
+    path, status = record.args[2], record.args[4]
+    assert status == 200
+    assert "SECRETVALUE" not in str(path)
+    assert "SECRETVALUE" not in record.getMessage()

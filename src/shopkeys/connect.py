@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx2
 
@@ -25,6 +25,7 @@ from shopkeys.store.vault import StateProblem, Vault
 
 STATE_LIFETIME = timedelta(minutes=10)
 SESSION_LIFETIME = timedelta(minutes=30)
+_RESERVED_CALLBACK_PARAMETERS = frozenset({"code", "state", "self", "http", "redirect_uri"})
 
 
 class ConnectError(ShopkeysError):
@@ -107,7 +108,9 @@ class ConnectFlow:
             token_hash=fingerprint(token),
             expires_at=expires_at,
         )
-        return ConnectLink(session.id, f"{self.public_url}/connect/{token}", expires_at)
+        # The secret goes in a query parameter that log redaction knows, never in the path.
+        link = f"{self.public_url}/connect?{urlencode({'session': token})}"
+        return ConnectLink(session.id, link, expires_at)
 
     async def authorization_redirect(self, token: str) -> str:
         """The platform's authorization URL for a connect link, with a fresh single-use state."""
@@ -150,7 +153,9 @@ class ConnectFlow:
         code = params.get("code")
         if not code:
             raise ConnectError("missing_code", "The callback has no authorization code.", 400)
-        extra = {k: v for k, v in params.items() if k not in ("code", "state")}
+        # Only parameters that cannot collide with `exchange_code`'s own arguments: a callback
+        # carrying `redirect_uri=` or `http=` would otherwise be a TypeError, a 500.
+        extra = {k: v for k, v in params.items() if k not in _RESERVED_CALLBACK_PARAMETERS}
         try:
             grant = await provider.exchange_code(
                 self.http, code, self.redirect_uri(provider.name), **extra

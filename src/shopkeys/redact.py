@@ -41,15 +41,35 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that redacts a record's final message before any handler sees it."""
+    """A logging filter that redacts a record's message before any handler sees it.
+
+    It redacts the arguments one by one rather than collapsing them into the message, because
+    some formatters (uvicorn's access log) read `record.args` by position.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_argument(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: _redact_argument(v) for k, v in record.args.items()}
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
+            # Something still slipped through (an argument whose text only forms a secret
+            # once formatted): keep the safe text and drop the arguments.
             record.msg = cleaned
             record.args = None
         return True
+
+
+def _redact_argument(value: object) -> object:
+    # Numbers stay numbers so `%d` placeholders still format; everything else (URLs, headers,
+    # byte strings) is turned into text and redacted.
+    if isinstance(value, int | float):
+        return value
+    return redact(value.decode("latin-1") if isinstance(value, bytes) else str(value))
 
 
 # A logger's filters see only records logged on that logger itself, not on its children, so every

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from shopkeys.errors import ProviderError
+from shopkeys.errors import AuthorizationDead, ProviderError
 from shopkeys.grant import Account, Grant
 from shopkeys.providers import NAMES
 from shopkeys.runtime import Runtime
@@ -28,6 +28,13 @@ from shopkeys.web.security import require, runtime_of
 
 router = APIRouter(prefix="/v1")
 health_router = APIRouter()
+
+#: Platforms whose "who is this" answer does not name the account: an import must say it.
+ACCOUNT_ID_REQUIRED = {
+    "aliexpress": "the seller id",
+    "tiktok_shop": "the seller's open_id",
+    "ecwid": "the store id",
+}
 
 Admin = Annotated[ApiKey, Depends(require("admin"))]
 Reader = Annotated[ApiKey, Depends(require("read"))]
@@ -118,7 +125,7 @@ async def token_for_end_user(
     tags=["connections"],
     status_code=201,
     response_model=ImportResponse,
-    responses=responses(400, 401, 403, 404, 502),
+    responses=responses(400, 401, 403, 404, 429, 502),
 )
 async def import_connection(
     body: ImportRequest, runtime: RuntimeDep, _key: Admin
@@ -127,6 +134,14 @@ async def import_connection(
     provider = runtime.providers.get(body.provider)
     if provider is None:
         raise ApiError(404, "not_configured", f"{body.provider} is not configured")
+    if body.provider in ACCOUNT_ID_REQUIRED and not body.account_id:
+        # Without it the connection would be stored under an empty account id.
+        raise ApiError(
+            400,
+            "account_id_required",
+            f"{provider.display_name} cannot tell whose token this is: send account_id "
+            f"({ACCOUNT_ID_REQUIRED[body.provider]})",
+        )
     grant = Grant(
         provider=body.provider,
         access_token=body.access_token,
@@ -140,10 +155,17 @@ async def import_connection(
     )
     try:
         account = await provider.identify(runtime.http, grant)
+    except AuthorizationDead as exc:
+        # The platform refuses the token itself: the request is wrong, not a connection dead.
+        raise ApiError(
+            400, "invalid_token", f"{provider.display_name} does not accept this token ({exc})"
+        ) from exc
     except ProviderError:
         if not body.account_id:
             raise
         account = Account(account_id=body.account_id, name=body.account_name)
+    if not account.account_id:
+        raise ApiError(400, "account_id_required", "send account_id: the platform named no account")
     connection, created = await runtime.vault.import_connection(
         grant, account, end_user_id=body.end_user_id
     )
@@ -181,7 +203,7 @@ async def delete_connection(connection_id: str, runtime: RuntimeDep, _key: Admin
     "/connections/{connection_id}/refresh",
     tags=["connections"],
     response_model=ConnectionOut,
-    responses=responses(400, 401, 403, 404, 409, 429, 502),
+    responses=responses(401, 403, 404, 409, 429, 502),
 )
 async def refresh_connection(connection_id: str, runtime: RuntimeDep, _key: Admin) -> ConnectionOut:
     """Refresh the tokens now, whatever their remaining life."""

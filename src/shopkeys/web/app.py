@@ -7,7 +7,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -21,10 +24,10 @@ from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable
 from shopkeys.runtime import Runtime, open_runtime
 from shopkeys.sandbox import Sandbox, build_sandbox, point_at_sandbox
 from shopkeys.web import api, hot_path, pages
-from shopkeys.web.errors import ApiError
+from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.problems import problem_response
 from shopkeys.web.schemas import ErrorResponse, TokenOut
-from shopkeys.web.security import ApiKeyGate
+from shopkeys.web.security import API_PREFIX, ApiKeyGate
 
 SANDBOX_KEY_NAME = "sandbox"
 
@@ -82,6 +85,9 @@ def create_app(
         ConnectionUnusable,
     ):
         app.add_exception_handler(kind, _problem)
+    # Every API failure has the one error shape, FastAPI's own 404/405/422 included.
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -89,6 +95,31 @@ def create_app(
 
 async def _problem(request: Request, exc: Exception) -> Response:
     return problem_response(exc)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # Where and what only: pydantic's `input` would echo the request, tokens included.
+    problems = [
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+        for error in exc.errors()
+    ]
+    return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if not request.url.path.startswith(API_PREFIX):
+        return await http_exception_handler(request, exc)
+    return error_response(
+        exc.status_code,
+        _HTTP_CODES.get(exc.status_code, "http_error"),
+        str(exc.detail),
+        **(exc.headers or {}),
+    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -101,11 +132,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema["paths"][hot_path.PATH] = hot_path.openapi_operation()
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in (ErrorResponse, TokenOut):
-        components.setdefault(
-            model.__name__, model.model_json_schema(ref_template="#/components/schemas/{model}")
-        )
+        for name, definition in _component_schemas(model).items():
+            components.setdefault(name, definition)
+    # Validation errors are answered in the error shape (`_invalid_request`), so document that
+    # instead of FastAPI's default `HTTPValidationError`.
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            if "422" in operation.get("responses", {}):
+                operation["responses"]["422"] = {
+                    "description": "The request is not valid",
+                    "content": {"application/json": {"schema": {"$ref": _ERROR_REF}}},
+                }
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
     app.openapi_schema = schema
     return schema
+
+
+_ERROR_REF = "#/components/schemas/ErrorResponse"
+
+
+def _component_schemas(model: type[ErrorResponse] | type[TokenOut]) -> dict[str, Any]:
+    """`model`'s schema and the schemas it refers to, each as its own component (a nested
+    `$defs` would leave `#/components/schemas/...` references that do not resolve)."""
+    definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested: dict[str, Any] = definition.pop("$defs", {})
+    return {model.__name__: definition, **nested}
 
 
 def runtime(app: FastAPI) -> Runtime:

@@ -29,15 +29,14 @@ async def home(request: Request) -> Response:
         {"name": n, "display_name": get(n).display_name, "configured": n in runtime.providers}
         for n in NAMES
     ]
-    connections = await runtime.vault.list_connections(limit=100)
+    sandbox = request.app.state.sandbox is not None
+    # This page has no login: outside the sandbox it must not list the merchants' stores (the
+    # operator's dashboard, behind authentication, is a separate piece).
+    connections = await runtime.vault.list_connections(limit=100) if sandbox else []
     return templates.TemplateResponse(
         request,
         "home.html",
-        {
-            "platforms": platforms,
-            "connections": connections,
-            "sandbox": request.app.state.sandbox is not None,
-        },
+        {"platforms": platforms, "connections": connections, "sandbox": sandbox},
     )
 
 
@@ -45,6 +44,10 @@ async def home(request: Request) -> Response:
 async def start_from_home(request: Request, provider: str) -> Response:
     """The home page's Connect button: a connect session for the home page's end user."""
     runtime = runtime_of(request)
+    if request.app.state.sandbox is None:
+        # Without a login anyone could start connections for a made-up end user; real
+        # connect links come from `POST /v1/connect-sessions`, with an API key.
+        return _result(request, 404, "Cannot connect", "Connect links come from the API here.")
     try:
         link = await runtime.connect.start(provider, end_user_id=HOME_END_USER)
     except ConnectError as exc:
@@ -52,9 +55,16 @@ async def start_from_home(request: Request, provider: str) -> Response:
     return RedirectResponse(link.url, status_code=303)
 
 
-@router.get("/connect/{token}")
-async def open_connect_link(request: Request, token: str) -> Response:
-    """A connect link: redirect to the platform's authorization page with a fresh state."""
+@router.get("/connect")
+async def open_connect_link(request: Request) -> Response:
+    """A connect link: redirect to the platform's authorization page with a fresh state.
+
+    The link's secret is the `session` query parameter, not a path segment: access logs (ours,
+    a proxy's) record paths, and the log redaction recognises secret query parameters.
+    """
+    token = request.query_params.get("session", "")
+    if not token:
+        return _result(request, 404, "This link does not work", "This connect link is not valid.")
     try:
         url = await runtime_of(request).connect.authorization_redirect(token)
     except ConnectError as exc:
