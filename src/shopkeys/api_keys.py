@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from shopkeys.store.vault import Vault
 SCOPES = ("admin", "read")
 KEY_PREFIX = "sk_"
 #: How long a key checked against the database is trusted from memory. A key revoked by another
-#: process (the CLI) stops working within this time; one revoked here stops at once.
+#: process (the CLI) stops working within twice this time; one revoked here stops at once.
 RECHECK_AFTER = timedelta(seconds=60)
 
 
@@ -31,6 +32,7 @@ class ApiKeys:
         self.vault = vault
         self.clock = clock
         self._known: dict[str, _Known] = {}
+        self._pending: dict[str, asyncio.Task[ApiKey | None]] = {}
 
     async def create(
         self, name: str, scope: str = "admin", *, value: str | None = None
@@ -56,18 +58,40 @@ class ApiKeys:
         return record
 
     def check_cached(self, presented: str) -> tuple[bool, ApiKey | None]:
-        """From memory only: (whether memory knows, the active key or None)."""
-        known = self._known.get(fingerprint(presented))
-        if known is None or self.clock() - known.checked_at > RECHECK_AFTER:
+        """From memory only: (whether memory knows, the active key or None).
+
+        A known good key past its recheck time is still served while one background look-up
+        confirms it, so rechecks never stall the hot path.
+        """
+        digest = fingerprint(presented)
+        known = self._known.get(digest)
+        if known is None:
             return False, None
-        return True, known.key
+        age = self.clock() - known.checked_at
+        if age <= RECHECK_AFTER:
+            return True, known.key
+        if known.key is not None and age <= 2 * RECHECK_AFTER:
+            self._look_up(digest)
+            return True, known.key
+        return False, None
 
     async def check(self, presented: str) -> ApiKey | None:
         """The active key with this value, or None."""
         known, key = self.check_cached(presented)
         if known:
             return key
-        digest = fingerprint(presented)
+        # One database look-up per key at a time, however many requests wait for it.
+        return await asyncio.shield(self._look_up(fingerprint(presented)))
+
+    def _look_up(self, digest: str) -> asyncio.Task[ApiKey | None]:
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_task(self._fetch(digest))
+            self._pending[digest] = pending
+            pending.add_done_callback(lambda _task: self._pending.pop(digest, None))
+        return pending
+
+    async def _fetch(self, digest: str) -> ApiKey | None:
         record = await self.vault.api_key_by_hash(digest)
         active = record if record is not None and record.revoked_at is None else None
         if len(self._known) > 10_000:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,11 +23,18 @@ from shopkeys.providers.base import Provider
 from shopkeys.store.records import ACTIVE, Connection, StoredTokens
 from shopkeys.store.vault import Vault, VersionConflict
 
+log = logging.getLogger("shopkeys.refresh")
+
 #: A token with less life than this is refreshed before it is handed out.
 MIN_LIFE = timedelta(minutes=5)
-#: How long a cached token is trusted without looking at the database again. Other processes
-#: (the CLI, a second instance) may have refreshed it; this bounds how long we miss that.
-CACHE_TTL = timedelta(seconds=60)
+#: How often the cache compares its entries' versions with the database, so a change made by
+#: another process (the CLI, a second instance) is seen within this time.
+REVALIDATE_EVERY = timedelta(seconds=5)
+#: How long a gap in the event ids is asked for again before it counts as a rolled-back write.
+HOLE_PATIENCE = timedelta(minutes=2)
+#: A safety net should revalidation stop: no entry is served longer than this (plus jitter, so
+#: entries loaded together do not all expire together).
+CACHE_TTL = timedelta(minutes=10)
 
 
 class ConnectionNotFound(ShopkeysError):
@@ -55,7 +64,7 @@ class FreshToken:
 @dataclass(slots=True)
 class _Cached:
     token: FreshToken
-    loaded_at: datetime
+    stale_at: datetime
 
 
 class TokenService:
@@ -79,6 +88,8 @@ class TokenService:
         self.cache_ttl = cache_ttl
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._watermark: int | None = None
+        self._holes: dict[int, datetime] = {}
         vault.on_change(self.forget)
 
     def forget(self, connection_id: str) -> None:
@@ -91,11 +102,55 @@ class TokenService:
         if entry is None:
             return None
         now = self.clock()
-        if now - entry.loaded_at > self.cache_ttl or not self._has_life(
-            entry.token.expires_at, now
-        ):
+        if now >= entry.stale_at or not self._has_life(entry.token.expires_at, now):
             return None
         return entry.token
+
+    async def watch_from_now(self) -> None:
+        """Start following the vault's change feed at its newest event."""
+        self._watermark = await self.vault.last_event_id()
+        self._holes.clear()
+
+    async def revalidate(self) -> int:
+        """Drop every cached token whose connection changed since the last call; returns how many.
+
+        Reads only the events written since then, so its cost follows the rate of changes, not
+        the number of connections. On PostgreSQL a transaction can commit an event id lower than
+        one already seen; such gaps ("holes") are asked for again until they fill or age out.
+        """
+        if self._watermark is None:
+            await self.watch_from_now()
+            dropped = len(self._cache)
+            self._cache.clear()
+            return dropped
+        changes = await self.vault.changes_since(self._watermark, also=self._holes)
+        now = self.clock()
+        seen = {event_id for event_id, _ in changes}
+        newest = max(seen, default=self._watermark)
+        for gap in range(self._watermark + 1, newest):
+            if gap not in seen:
+                self._holes.setdefault(gap, now)
+        self._holes = {
+            gap: since
+            for gap, since in self._holes.items()
+            if gap not in seen and now - since < HOLE_PATIENCE
+        }
+        self._watermark = max(self._watermark, newest)
+        dropped = 0
+        for _, connection_id in changes:
+            if connection_id is not None and connection_id in self._cache:
+                self.forget(connection_id)
+                dropped += 1
+        return dropped
+
+    async def keep_revalidated(self, every: timedelta = REVALIDATE_EVERY) -> None:
+        """Revalidate forever (run as a background task by the service)."""
+        while True:
+            await asyncio.sleep(every.total_seconds())
+            try:
+                await self.revalidate()
+            except Exception:  # a database hiccup must not end the loop
+                log.warning("token cache revalidation failed; retrying", exc_info=True)
 
     async def fresh_token(self, connection_id: str) -> FreshToken:
         """A valid access token for the connection, refreshed first if it has too little life."""
@@ -136,7 +191,8 @@ class TokenService:
             expires_at=connection.access_expires_at,
             version=connection.version,
         )
-        self._cache[connection.id] = _Cached(token, self.clock())
+        jitter = self.cache_ttl * random.uniform(0, 0.5)  # spreads expiry; not a secret
+        self._cache[connection.id] = _Cached(token, self.clock() + self.cache_ttl + jitter)
         return token
 
     async def _refresh(self, connection_id: str, *, only_if_needed: bool) -> FreshToken:

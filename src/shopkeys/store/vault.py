@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -195,6 +195,26 @@ class Vault:
         async with self._sessions() as session:
             row = await session.get(ConnectionRow, connection_id)
             return _connection(row) if row else None
+
+    async def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none): where a change feed starts."""
+        async with self.engine.connect() as connection:
+            return int(await connection.scalar(select(func.max(EventRow.id))) or 0)
+
+    async def changes_since(
+        self, event_id: int, also: Collection[int] = ()
+    ) -> list[tuple[int, str | None]]:
+        """(event id, connection id) of every event after `event_id` or in `also`, oldest first.
+
+        Every change to a connection's tokens or status writes an event in the same transaction,
+        so the event log doubles as a change feed: caches read it instead of every row.
+        """
+        condition = EventRow.id > event_id
+        if also:
+            condition = or_(condition, EventRow.id.in_(list(also)))
+        query = select(EventRow.id, EventRow.connection_id).where(condition).order_by(EventRow.id)
+        async with self.engine.connect() as connection:
+            return [(int(i), c) for i, c in (await connection.execute(query)).all()]
 
     async def tokens(self, connection_id: str) -> StoredTokens | None:
         """The connection with its tokens decrypted, or None."""

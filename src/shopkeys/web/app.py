@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,9 +57,17 @@ def create_app(
         if sandbox_api_key:
             await runtime.api_keys.ensure(SANDBOX_KEY_NAME, sandbox_api_key)
         app.state.runtime = runtime
+        await runtime.tokens.watch_from_now()
+        revalidation = asyncio.create_task(runtime.tokens.keep_revalidated())
+        # Start-up objects live as long as the process: keep them out of the collector's scans,
+        # which otherwise pause the hot path while the token cache fills.
+        gc.freeze()
         try:
             yield
         finally:
+            revalidation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await revalidation
             await runtime.close()
 
     app = FastAPI(

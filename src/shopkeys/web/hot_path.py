@@ -9,6 +9,7 @@ is declared by hand below.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from starlette.requests import Request
@@ -36,7 +37,9 @@ async def token_endpoint(request: Request) -> Response:
 _NO_STORE = {"cache-control": "no-store"}
 
 
+@lru_cache(maxsize=32_768)
 def render(token: FreshToken) -> bytes:
+    """The JSON body for a token; cached, since the same token is served many times over."""
     return json.dumps(
         {
             "access_token": token.access_token,
