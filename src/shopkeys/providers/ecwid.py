@@ -119,16 +119,7 @@ class Ecwid(OAuth2Provider):
     def authorization_url(
         self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
     ) -> str:
-        return self._authorize(
-            self.url("auth", AUTHORIZE_PATH),
-            {
-                "client_id": self.credentials.client_id,
-                "redirect_uri": redirect_uri,
-                "response_type": "code",
-                "scope": self._scope_param(scopes),
-                "state": state,
-            },
-        )
+        return self._code_request_url(AUTHORIZE_PATH, state, redirect_uri, scopes)
 
     async def exchange_code(
         self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str

@@ -37,6 +37,21 @@ class OAuth2Provider(Provider):
         query = {k: v for k, v in params.items() if v is not None}
         return f"{url}?{urlencode(query)}"
 
+    def _code_request_url(
+        self, path: str, state: str, redirect_uri: str, scopes: Iterable[str] | None
+    ) -> str:
+        """An RFC 6749 authorization request (section 4.1.1) for `path` on the auth host."""
+        return self._authorize(
+            self.url("auth", path),
+            {
+                "client_id": self.credentials.client_id,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "scope": self._scope_param(scopes),
+                "state": state,
+            },
+        )
+
     def _scope_param(self, scopes: Iterable[str] | None) -> str | None:
         chosen = tuple(scopes) if scopes is not None else self.scopes
         return self.scope_separator.join(chosen) if chosen else None

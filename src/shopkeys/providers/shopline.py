@@ -67,16 +67,7 @@ class Shopline(OAuth2Provider):
         if urlsplit(redirect_uri).query:
             # SHOPLINE refuses to register such an address, so the flow could never complete.
             raise ConfigurationError("SHOPLINE redirect URIs may not carry query parameters")
-        return self._authorize(
-            self.url("auth", "/oauth/authorize"),
-            {
-                "client_id": self.credentials.client_id,
-                "redirect_uri": redirect_uri,
-                "response_type": "code",
-                "scope": self._scope_param(scopes),
-                "state": state,
-            },
-        )
+        return self._code_request_url("/oauth/authorize", state, redirect_uri, scopes)
 
     async def exchange_code(
         self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str
