@@ -62,14 +62,17 @@ def serve(
             Panel.fit(
                 f"shopkeys with the sandbox at [bold]{base}/[/bold]\n\n"
                 f"1. Open {base}/ and press Connect on a platform, then Authorize.\n"
-                f"2. Fetch the token of the store you connected:\n\n"
-                f"   curl -H 'Authorization: Bearer {key}' \\\n"
-                f"        '{base}/v1/token?end_user_id={HOME_END_USER}'\n\n"
+                "2. Fetch the token of the store you connected with the line below.\n\n"
                 f"API key (sandbox): {key}\n"
                 f"API docs: {base}/docs    Simulators: {base}/sandbox/{{platform}}/_sandbox",
                 title="sandbox",
-            ),
+            )
+        )
+        # Outside the box and never wrapped, so it can be copied and pasted as it is.
+        out.print(
+            f"curl -H 'Authorization: Bearer {key}' '{base}/v1/token?end_user_id={HOME_END_USER}'",
             soft_wrap=True,
+            markup=False,
         )
     elif not configured:
         err.print(
