@@ -99,7 +99,11 @@ async def list_(
         )
         now = rt.clock()
     table = Table()
-    for column in ("id", "platform", "account", "status", "access expires", "refresh expires"):
+    # Ids are what people copy into the next command: never shortened, whatever the width.
+    table.add_column("id", no_wrap=True, min_width=max((len(c.id) for c in rows), default=2))
+    table.add_column("platform")
+    table.add_column("account", overflow="fold")
+    for column in ("status", "access expires", "refresh expires"):
         table.add_column(column)
     for c in rows:
         account = f"{c.account_name} ({c.account_id})" if c.account_name else c.account_id
