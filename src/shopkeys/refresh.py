@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -87,7 +88,9 @@ class TokenService:
         self.min_life = min_life
         self.cache_ttl = cache_ttl
         self._cache: dict[str, _Cached] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Weak values: a lock lives while someone holds or waits for it, so the map stays as
+        # small as the number of refreshes in flight.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._watermark: int | None = None
         self._holes: dict[int, datetime] = {}
         vault.on_change(self.forget)
@@ -196,7 +199,9 @@ class TokenService:
         return token
 
     async def _refresh(self, connection_id: str, *, only_if_needed: bool) -> FreshToken:
-        lock = self._locks.setdefault(connection_id, asyncio.Lock())
+        lock = self._locks.get(connection_id)
+        if lock is None:
+            lock = self._locks[connection_id] = asyncio.Lock()
         async with lock:
             # Whoever held the lock before us may have refreshed already.
             stored = await self._load(connection_id)
