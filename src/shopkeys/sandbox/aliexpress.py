@@ -168,7 +168,7 @@ class AliExpressSimulator(Simulator):
         if query.get("response_type") != "code":
             return error_page(self.display_name, "response_type must be 'code'.")
         if request.method == "GET":
-            return render(request, platform=self.display_name, app_name="the app")
+            return render(request, platform=self.display_name, app_name=f"app {self.app.client_id}")
         decision = await read_decision(request)
         state = {"state": query["state"]} if "state" in query else {}
         if not decision.approved:

@@ -31,7 +31,7 @@ _TEMPLATE = Environment(autoescape=select_autoescape(default=True)).from_string(
 <p><span class="badge">sandbox</span> {{ platform }}</p>
 <h1>Authorize {{ app_name }}</h1>
 {% if error %}<p class="error">{{ error }}</p>{% endif %}
-<p>{{ app_name }} asks for access to your store{% if scopes %}:{% endif %}</p>
+<p>This app asks for access to your store{% if scopes %}:{% endif %}</p>
 {% if scopes %}<ul>{% for scope in scopes %}<li>{{ scope }}</li>{% endfor %}</ul>{% endif %}
 <form method="post" action="{{ action }}">
  <label for="login">Store login</label>

@@ -213,7 +213,12 @@ class EcwidSimulator(Simulator):
         scopes = tuple(dict.fromkeys([ALWAYS_GRANTED, *requested]))
         state = params.get("state")
         if request.method == "GET":
-            return render(request, platform=self.display_name, app_name="the app", scopes=scopes)
+            return render(
+                request,
+                platform=self.display_name,
+                app_name=f"app {self.app.client_id}",
+                scopes=scopes,
+            )
         decision = await read_decision(request)
         back: dict[str, str] = {}
         if not decision.approved:

@@ -162,7 +162,12 @@ class ShoplineSimulator(Simulator):
         if not scopes or not all(_SCOPE.match(s) for s in scopes):
             return _redirect_error(redirect_uri, "invalid_scope", state)
         if request.method == "GET":
-            return render(request, platform=self.display_name, app_name="your app", scopes=scopes)
+            return render(
+                request,
+                platform=self.display_name,
+                app_name=f"app {self.app.client_id}",
+                scopes=scopes,
+            )
         decision = await read_decision(request)
         if not decision.approved:
             return _redirect_error(redirect_uri, "access_denied", state)
