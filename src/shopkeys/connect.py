@@ -142,14 +142,10 @@ class ConnectFlow:
         state = params.get("state")
         if not state:
             raise ConnectError("missing_state", "The callback has no state parameter.", 400)
-        check = await self.vault.consume_state(fingerprint(state))
+        check = await self.vault.consume_state(fingerprint(state), provider=provider.name)
         if check.problem is not None or check.session is None:
             raise _state_error(check.problem)
         session = check.session
-        if session.provider != provider.name:
-            raise ConnectError(
-                "wrong_provider", "The callback does not belong to this platform.", 400
-            )
         code = params.get("code")
         if not code:
             raise ConnectError("missing_code", "The callback has no authorization code.", 400)
@@ -187,6 +183,8 @@ class ConnectFlow:
 
 
 def _state_error(problem: StateProblem | None) -> ConnectError:
+    if problem is StateProblem.WRONG_PROVIDER:
+        return ConnectError("wrong_provider", "The callback does not belong to this platform.", 400)
     if problem is StateProblem.EXPIRED:
         return ConnectError("expired_state", "This authorization took too long; start again.", 403)
     if problem is StateProblem.USED:

@@ -398,6 +398,8 @@ async def test_end_to_end(
     unknown = await driver.http.get(nowhere)
     assert unknown.status_code == 404
     assert await driver.snapshot() == before
+    # Neither used the state up: the real callback still completes.
+    assert (await driver.http.get(wrong)).status_code == 200
 
     # No token in the database, and no secret in any log line.
     stored = await driver.database_text()

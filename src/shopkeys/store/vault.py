@@ -47,6 +47,7 @@ class StateProblem(Enum):
     UNKNOWN = "unknown"
     EXPIRED = "expired"
     USED = "used"
+    WRONG_PROVIDER = "wrong_provider"
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,8 +421,12 @@ class Vault:
 
         await self._transaction(work)
 
-    async def consume_state(self, state_hash: str) -> StateCheck:
-        """Use a state once: the first caller gets the session, any later one `USED`."""
+    async def consume_state(self, state_hash: str, *, provider: str | None = None) -> StateCheck:
+        """Use a state once: the first caller gets the session, any later one `USED`.
+
+        A state presented on another platform's callback is refused without being used, so the
+        real callback can still complete.
+        """
         now = self.clock()
 
         async def work(session: AsyncSession) -> StateCheck:
@@ -432,6 +437,8 @@ class Vault:
                 return StateCheck(None, StateProblem.UNKNOWN)
             if row.consumed_at is not None:
                 return StateCheck(None, StateProblem.USED)
+            if provider is not None and row.provider != provider:
+                return StateCheck(None, StateProblem.WRONG_PROVIDER)
             if row.state_expires_at is None or now >= row.state_expires_at:
                 return StateCheck(None, StateProblem.EXPIRED)
             # The conditional update is what makes it single use under concurrency.
