@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shopkeys.providers.aliexpress import sign
-from shopkeys.sandbox.authorize_page import error_page, read_decision, render
+from shopkeys.sandbox.authorize_page import error_page, read_decision
 from shopkeys.sandbox.core import (
     CodeProblem,
     Handler,
@@ -168,7 +168,7 @@ class AliExpressSimulator(Simulator):
         if query.get("response_type") != "code":
             return error_page(self.display_name, "response_type must be 'code'.")
         if request.method == "GET":
-            return render(request, platform=self.display_name, app_name=f"app {self.app.client_id}")
+            return self.consent_page(request)
         decision = await read_decision(request)
         state = {"state": query["state"]} if "state" in query else {}
         if not decision.approved:

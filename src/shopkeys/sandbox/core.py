@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from random import Random
@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from shopkeys.clock import Clock, utc_now
+from shopkeys.sandbox import authorize_page
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -293,6 +294,15 @@ class Simulator(ABC):
     @abstractmethod
     def platform_error(self, code: str) -> Response:
         """The platform's exact error answer for one of its error codes (for fault injection)."""
+
+    def consent_page(self, request: Request, scopes: Sequence[str] = ()) -> Response:
+        """The platform's authorization page, asking on behalf of the simulated app."""
+        return authorize_page.render(
+            request,
+            platform=self.display_name,
+            app_name=f"app {self.app.client_id}",
+            scopes=scopes,
+        )
 
     def webhook(self, payload: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
         """Headers and body of a webhook as the platform signs it; override where it signs."""

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shopkeys.providers.ecwid import SIGNATURE_HEADER, signature
-from shopkeys.sandbox.authorize_page import error_page, read_decision, render
+from shopkeys.sandbox.authorize_page import error_page, read_decision
 from shopkeys.sandbox.core import (
     CodeProblem,
     Lifetimes,
@@ -213,12 +213,7 @@ class EcwidSimulator(Simulator):
         scopes = tuple(dict.fromkeys([ALWAYS_GRANTED, *requested]))
         state = params.get("state")
         if request.method == "GET":
-            return render(
-                request,
-                platform=self.display_name,
-                app_name=f"app {self.app.client_id}",
-                scopes=scopes,
-            )
+            return self.consent_page(request, scopes)
         decision = await read_decision(request)
         back: dict[str, str] = {}
         if not decision.approved:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shopkeys.sandbox.authorize_page import error_page, read_decision, render
+from shopkeys.sandbox.authorize_page import error_page, read_decision
 from shopkeys.sandbox.core import (
     CodeProblem,
     Lifetimes,
@@ -162,12 +162,7 @@ class ShoplineSimulator(Simulator):
         if not scopes or not all(_SCOPE.match(s) for s in scopes):
             return _redirect_error(redirect_uri, "invalid_scope", state)
         if request.method == "GET":
-            return render(
-                request,
-                platform=self.display_name,
-                app_name=f"app {self.app.client_id}",
-                scopes=scopes,
-            )
+            return self.consent_page(request, scopes)
         decision = await read_decision(request)
         if not decision.approved:
             return _redirect_error(redirect_uri, "access_denied", state)

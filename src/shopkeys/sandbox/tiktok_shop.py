@@ -191,12 +191,7 @@ class TikTokShopSimulator(Simulator):
         if not known:
             return authorize_page.error_page(self.display_name, f"This {what} does not exist.")
         if request.method == "GET":
-            return authorize_page.render(
-                request,
-                platform=self.display_name,
-                app_name=f"app {self.app.client_id}",
-                scopes=GRANTED_SCOPES,
-            )
+            return self.consent_page(request, GRANTED_SCOPES)
         decision = await authorize_page.read_decision(request)
         state = query.get("state", "")
         # TikTok ignores any redirect_uri: it sends the seller to the app's registered one.
