@@ -100,7 +100,7 @@ async def test_an_event_committed_late_is_still_seen() -> None:
     await tokens.watch_from_now()
 
     def cache(connection_id: str) -> None:
-        token = FreshToken(connection_id, "shopline", "a", "t", None, 1)
+        token = FreshToken(connection_id, "shopline", "a", "t", None)
         tokens._cache[connection_id] = _Cached(token, now + timedelta(hours=1))
 
     cache("con_a")

@@ -59,7 +59,6 @@ class FreshToken:
     account_id: str
     access_token: str = field(repr=False)
     expires_at: datetime | None
-    version: int
 
 
 @dataclass(slots=True)
@@ -192,7 +191,6 @@ class TokenService:
             account_id=connection.account_id,
             access_token=stored.access_token,
             expires_at=connection.access_expires_at,
-            version=connection.version,
         )
         jitter = self.cache_ttl * random.uniform(0, 0.5)  # spreads expiry; not a secret
         self._cache[connection.id] = _Cached(token, self.clock() + self.cache_ttl + jitter)

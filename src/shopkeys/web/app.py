@@ -24,7 +24,7 @@ from shopkeys.connect import ConnectError
 from shopkeys.errors import NotSupported, ProviderError
 from shopkeys.redact import guard_logs
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable
-from shopkeys.runtime import Runtime, open_runtime
+from shopkeys.runtime import open_runtime
 from shopkeys.sandbox import Sandbox, build_sandbox, point_at_sandbox
 from shopkeys.web import api, hot_path, pages
 from shopkeys.web.errors import ApiError, error_response
@@ -169,9 +169,3 @@ def _component_schemas(model: type[ErrorResponse] | type[TokenOut]) -> dict[str,
     definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
     nested: dict[str, Any] = definition.pop("$defs", {})
     return {model.__name__: definition, **nested}
-
-
-def runtime(app: FastAPI) -> Runtime:
-    """The running app's runtime (after start-up)."""
-    value: Runtime = app.state.runtime
-    return value
