@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     tiktok_shop_service_id: str | None = None
     tiktok_shop_scopes: str | None = None
     tiktok_shop_base_url: str | None = None
+    #: The three hosts TikTok Shop spreads its protocol over, each replaceable on its own.
+    tiktok_shop_authorize_url: str | None = None
+    tiktok_shop_token_url: str | None = None
+    tiktok_shop_api_url: str | None = None
+    #: "us" sends US sellers to their own authorization page.
+    tiktok_shop_region: str | None = None
 
     shopline_client_id: str | None = None
     shopline_client_secret: SecretStr | None = None
@@ -58,11 +64,21 @@ class Settings(BaseSettings):
     ecwid_client_secret: SecretStr | None = None
     ecwid_scopes: str | None = None
     ecwid_base_url: str | None = None
+    #: Where merchants who installed the app from the Ecwid App Market are sent afterwards.
+    ecwid_install_return_url: str | None = None
 
-    @field_validator("public_url")
+    @field_validator(
+        "public_url",
+        "tiktok_shop_authorize_url",
+        "tiktok_shop_token_url",
+        "tiktok_shop_api_url",
+        "ecwid_install_return_url",
+    )
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        # Redirect URIs are built from it; a missing scheme would give the platforms a bad one.
+    def _http_url(cls, value: str | None) -> str | None:
+        # Redirect URIs are built from these; a missing scheme would give the platforms a bad one.
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")) or value.endswith("://"):
             raise ValueError("must be an http:// or https:// URL, e.g. https://keys.example.com")
         return value
@@ -87,6 +103,25 @@ class Settings(BaseSettings):
         value: str | None = getattr(self, f"{provider}_base_url")
         return value.rstrip("/") if value else None
 
+    def hosts(self, provider: str) -> dict[str, str]:
+        """Hosts set for single roles of `provider` (`SHOPKEYS_{PLATFORM}_{ROLE}_URL`)."""
+        _check(provider)
+        prefix, suffix = f"{provider}_", "_url"
+        hosts: dict[str, str] = {}
+        for name in type(self).model_fields:
+            if name.startswith(prefix) and name.endswith(suffix) and name != f"{provider}_base_url":
+                role = name[len(prefix) : -len(suffix)]
+                value = getattr(self, name)
+                if value and role in _HOST_ROLES:
+                    hosts[role] = value.rstrip("/")
+        return hosts
+
+    def region(self, provider: str) -> str | None:
+        """The seller region whose hosts `provider` uses, when the platform has regions."""
+        _check(provider)
+        value: str | None = getattr(self, f"{provider}_region", None)
+        return value.strip().lower() if value and value.strip() else None
+
     def scopes(self, provider: str) -> list[str] | None:
         """Scopes to ask `provider` for, or None for the provider's defaults."""
         _check(provider)
@@ -94,6 +129,12 @@ class Settings(BaseSettings):
         if value is None:
             return None
         return [s for s in value.replace(",", " ").split() if s]
+
+    def install_return_url(self, provider: str) -> str | None:
+        """Where merchants go after installing the app from `provider`'s app market, if set."""
+        _check(provider)
+        value: str | None = getattr(self, f"{provider}_install_return_url", None)
+        return value
 
     def redirect_uri(self, provider: str) -> str:
         """The callback address to register on the platform."""
@@ -103,6 +144,10 @@ class Settings(BaseSettings):
     def allowed_return_origins(self) -> list[str]:
         origins = [o.strip().rstrip("/") for o in self.return_to_origins.split(",") if o.strip()]
         return [self.public_url.rstrip("/"), *origins]
+
+
+#: Roles a `{platform}_{role}_url` setting may replace (other `_url` settings are not hosts).
+_HOST_ROLES = frozenset({"authorize", "token", "api"})
 
 
 def _check(provider: str) -> None:

@@ -4,6 +4,10 @@ A connect session is a link an app hands its merchant. Opening it creates a fres
 random bits, stored hashed, single use, 10 minutes) and redirects to the platform; the callback
 consumes the state, exchanges the code, identifies the account and upserts the connection.
 Nothing is written for a callback that fails.
+
+Platforms with an app market (Ecwid) also send merchants who installed the app there to the
+callback, with a code and no state: shopkeys started no flow for them, so such an install
+connects the store with no end user, for the app to claim (`Vault.set_end_user`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import httpx2
 
 from shopkeys.clock import Clock, utc_now
 from shopkeys.crypto import fingerprint
-from shopkeys.errors import AuthorizationDead, ProviderError, ShopkeysError
+from shopkeys.errors import AuthorizationDead, BadCallback, ProviderError, ShopkeysError
+from shopkeys.grant import Account, Grant
 from shopkeys.providers.base import Provider
 from shopkeys.store.records import AuthSession, Connection
 from shopkeys.store.vault import StateProblem, Vault
@@ -49,11 +54,16 @@ class ConnectLink:
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    """A callback that stored a connection."""
+    """A callback that stored a connection; `session` is None for an app market install."""
 
     connection: Connection
     created: bool
-    session: AuthSession
+    session: AuthSession | None
+
+    @property
+    def installed(self) -> bool:
+        """Whether the merchant came from the platform's app market, not from a connect link."""
+        return self.session is None
 
 
 class ConnectFlow:
@@ -88,11 +98,17 @@ class ConnectFlow:
             )
         return provider
 
+    def _ready(self, provider: Provider) -> Provider:
+        problem = provider.authorization_problem()
+        if problem is not None:
+            raise ConnectError("incomplete_configuration", f"Cannot connect: {problem}.", 409)
+        return provider
+
     async def start(
         self, provider: str, *, end_user_id: str | None, return_to: str | None = None
     ) -> ConnectLink:
         """A new connect session for `end_user_id`; its URL starts the platform's authorization."""
-        self.provider(provider)
+        self._ready(self.provider(provider))
         if return_to is not None and _origin(return_to) not in self.allowed_return_origins:
             raise ConnectError(
                 "return_to_not_allowed",
@@ -122,7 +138,7 @@ class ConnectFlow:
         now = self.clock()
         if now >= session.expires_at:
             raise ConnectError("expired_session", "This connect link has expired.", 410)
-        provider = self.provider(session.provider)
+        provider = self._ready(self.provider(session.provider))
         state = secrets.token_urlsafe(32)
         await self.vault.issue_state(session.id, fingerprint(state), now + STATE_LIFETIME)
         return provider.authorization_url(state, self.redirect_uri(provider.name))
@@ -141,11 +157,31 @@ class ConnectFlow:
             )
         state = params.get("state")
         if not state:
+            if provider.installs_without_state:
+                return await self._install(provider, params)
             raise ConnectError("missing_state", "The callback has no state parameter.", 400)
         check = await self.vault.consume_state(fingerprint(state), provider=provider.name)
         if check.problem is not None or check.session is None:
             raise _state_error(check.problem)
         session = check.session
+        grant, account = await self._exchange(provider, params)
+        connection, created = await self.vault.upsert_connection(
+            grant, account, end_user_id=session.end_user_id
+        )
+        await self.vault.complete_auth_session(session.id, connection.id)
+        return Completed(connection=connection, created=created, session=session)
+
+    async def _install(self, provider: Provider, params: Mapping[str, str]) -> Completed:
+        """An app market install: no state to check, no end user; a reinstall keeps its owner."""
+        grant, account = await self._exchange(provider, params)
+        connection, created = await self.vault.upsert_connection(
+            grant, account, end_user_id=None, source="app_market"
+        )
+        return Completed(connection=connection, created=created, session=None)
+
+    async def _exchange(
+        self, provider: Provider, params: Mapping[str, str]
+    ) -> tuple[Grant, Account]:
         code = params.get("code")
         if not code:
             raise ConnectError("missing_code", "The callback has no authorization code.", 400)
@@ -157,6 +193,8 @@ class ConnectFlow:
                 self.http, code, self.redirect_uri(provider.name), **extra
             )
             account = await provider.identify(self.http, grant)
+        except BadCallback as exc:
+            raise ConnectError("bad_callback", f"{exc}.", 400) from exc
         except AuthorizationDead as exc:
             raise ConnectError(
                 "platform_refused",
@@ -169,11 +207,7 @@ class ConnectFlow:
                 f"{provider.display_name} failed while connecting: {exc.detail}",
                 502,
             ) from exc
-        connection, created = await self.vault.upsert_connection(
-            grant, account, end_user_id=session.end_user_id
-        )
-        await self.vault.complete_auth_session(session.id, connection.id)
-        return Completed(connection=connection, created=created, session=session)
+        return grant, account
 
     def safe_return_to(self, return_to: str | None) -> str | None:
         """`return_to` if its origin is allowed (checked again: settings may have changed)."""

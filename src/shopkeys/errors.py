@@ -1,8 +1,8 @@
 """One hierarchy for everything that can go wrong talking to a platform.
 
-Callers decide what to do from the class alone: re-authorize (`AuthorizationDead`), wait
-(`RateLimited`), retry with backoff (`TemporaryFailure`), or fix our own request
-(`RequestRejected`).
+Callers decide what to do from the class alone: re-authorize (`AuthorizationDead`), refresh
+first (`AccessExpired`), wait (`RateLimited`), retry with backoff (`TemporaryFailure`), or fix
+our own request (`RequestRejected`).
 Messages never carry tokens, codes, secrets or URLs with query strings.
 """
 
@@ -15,6 +15,10 @@ class ShopkeysError(Exception):
 
 class ConfigurationError(ShopkeysError):
     """The configuration is missing something or contradicts itself."""
+
+
+class BadCallback(ShopkeysError):
+    """The platform's callback lacks a parameter the code exchange needs, or carries a bad one."""
 
 
 class NotSupported(ShopkeysError):
@@ -45,6 +49,13 @@ class ProviderError(ShopkeysError):
 
 class AuthorizationDead(ProviderError):
     """The grant is gone (bad code, dead or revoked refresh token): re-authorize."""
+
+
+class AccessExpired(ProviderError):
+    """The access token is expired or invalid but the grant may live on: refresh it.
+
+    Only a refresh that fails with `AuthorizationDead` means the merchant must authorize again.
+    """
 
 
 class RateLimited(ProviderError):

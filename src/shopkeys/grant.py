@@ -12,6 +12,8 @@ class Grant:
     """A normalized token response.
 
     Expiries are absolute and timezone-aware UTC; `None` means the platform says it never expires.
+    `refresh_token` is None where the grant cannot be refreshed. `public_token` is a second,
+    read-only token some platforms issue beside the access token (Ecwid's storefront token).
     `raw` is the platform's response with every token removed, kept for operators and debugging.
     """
 
@@ -24,6 +26,7 @@ class Grant:
     account_id: str
     account_name: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    public_token: str | None = field(default=None, repr=False)
 
     def access_seconds_left(self, now: datetime) -> float | None:
         """Seconds until the access token expires, or None when it does not expire."""

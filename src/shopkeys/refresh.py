@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx2
 
@@ -42,6 +43,14 @@ class ConnectionNotFound(ShopkeysError):
     """No connection has that id."""
 
 
+class NotRefreshable(ShopkeysError):
+    """An explicit refresh of a connection that has nothing to refresh."""
+
+    def __init__(self, connection: Connection, message: str) -> None:
+        super().__init__(message)
+        self.connection = connection
+
+
 class ConnectionUnusable(ShopkeysError):
     """The connection exists but cannot give a token (it needs re-authorization, or was revoked)."""
 
@@ -59,6 +68,20 @@ class FreshToken:
     account_id: str
     access_token: str = field(repr=False)
     expires_at: datetime | None
+    public_token: str | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """What apps receive: the token endpoint's body, and `shopkeys token --format json`."""
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "provider": self.provider,
+            "account_id": self.account_id,
+            "connection_id": self.connection_id,
+        }
+        if self.public_token:
+            body["public_token"] = self.public_token
+        return body
 
 
 @dataclass(slots=True)
@@ -165,7 +188,24 @@ class TokenService:
         return await self._refresh(connection_id, only_if_needed=True)
 
     async def refresh(self, connection_id: str) -> FreshToken:
-        """Refresh now, whatever the token's remaining life."""
+        """Refresh now, whatever the token's remaining life.
+
+        `NotRefreshable` when there is nothing to refresh: the platform's tokens never expire,
+        or the grant came without a usable refresh token.
+        """
+        stored = await self._load(connection_id)
+        provider = self.providers.get(stored.connection.provider)
+        if provider is not None and not provider.refreshable:
+            raise NotRefreshable(
+                stored.connection,
+                f"{provider.display_name} access tokens do not expire: there is nothing to refresh",
+            )
+        if stored.refresh_token is None:
+            raise NotRefreshable(
+                stored.connection,
+                f"connection {connection_id} has no refresh token (the platform issued none that "
+                "works): connect the store again before its access token expires",
+            )
         return await self._refresh(connection_id, only_if_needed=False)
 
     async def _load(self, connection_id: str) -> StoredTokens:
@@ -191,6 +231,7 @@ class TokenService:
             account_id=connection.account_id,
             access_token=stored.access_token,
             expires_at=connection.access_expires_at,
+            public_token=stored.public_token,
         )
         jitter = self.cache_ttl * random.uniform(0, 0.5)  # spreads expiry; not a secret
         self._cache[connection.id] = _Cached(token, self.clock() + self.cache_ttl + jitter)
@@ -217,12 +258,13 @@ class TokenService:
             if stored.refresh_token is None or _expired(stored.connection.refresh_expires_at, now):
                 if still_valid:
                     return self._remember(stored)
-                await self.vault.record_refresh_failure(
-                    connection_id, "the refresh token has expired", dead=True
+                why = (
+                    "the grant has no refresh token"
+                    if stored.refresh_token is None
+                    else "the refresh token has expired"
                 )
-                raise ConnectionUnusable(
-                    stored.connection, "the refresh token has expired: connect the store again"
-                )
+                await self.vault.record_refresh_failure(connection_id, why, dead=True)
+                raise ConnectionUnusable(stored.connection, f"{why}: connect the store again")
             try:
                 grant = await provider.refresh(self.http, stored.refresh_token)
             except AuthorizationDead as exc:

@@ -58,7 +58,10 @@ def build_providers(settings: Settings, clock: Clock = utc_now) -> dict[str, Pro
         providers[name] = get(name)(
             credentials,
             base_url=settings.base_url(name),
+            hosts=settings.hosts(name),
+            region=settings.region(name),
             scopes=settings.scopes(name),
+            redirect_uri=settings.redirect_uri(name),
             clock=clock,
         )
     return providers

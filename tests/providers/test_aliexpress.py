@@ -14,6 +14,7 @@ import pytest
 
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
     ProtocolError,
     ProviderError,
@@ -253,10 +254,10 @@ async def test_account_falls_back_to_user_id_and_numbers() -> None:
         ("IncompleteSignature", RequestRejected),
         ("InvalidCode", AuthorizationDead),
         ("IllegalRefreshToken", AuthorizationDead),
-        ("IllegalAccessToken", AuthorizationDead),
+        ("IllegalAccessToken", AccessExpired),
         ("InvalidAppKey", RequestRejected),
         ("ApiCallLimit", RateLimited),
-        ("AUTH_TYPE_UNSUPPORTED", AuthorizationDead),
+        ("AUTH_TYPE_UNSUPPORTED", RequestRejected),
     ],
 )
 async def test_every_error_code_has_its_class(code: str, kind: type[ProviderError]) -> None:
@@ -312,7 +313,7 @@ async def test_numeric_error_code_without_type_is_rejected() -> None:
 async def test_wrapped_error_response() -> None:
     body = {"error_response": {"type": "ISV", "code": "IllegalAccessToken", "msg": "expired"}}
     async with client(answer(body)) as http:
-        with pytest.raises(AuthorizationDead, match="expired"):
+        with pytest.raises(AccessExpired, match="expired"):
             await provider().exchange_code(http, CODE, "r")
 
 
@@ -477,8 +478,33 @@ async def test_identify_uses_the_token_response() -> None:
         account = await provider().identify(http, grant)
     assert account.account_id == "2000000002"
     assert account.name == "cn1234567"
-    assert [(s.id, s.name, s.region) for s in account.shops] == [("2000000002", "cn1234567", "ae")]
+    # `sp` names the site (AliExpress is "ae"), not where the shop is: no region is claimed.
+    assert [(s.id, s.name, s.region) for s in account.shops] == [("2000000002", "cn1234567", None)]
+    assert account.shops[0].extra == {"site": "ae"}
     assert account.extra["user_id"] == "2000000001"
+    assert account.extra["site"] == "ae" and "sp" not in account.extra
+
+
+async def test_refresh_expires_in_zero_means_the_grant_cannot_be_refreshed() -> None:
+    body = token_body()
+    body["refresh_expires_in"] = 0
+    body.pop("refresh_token_valid_time", None)
+    async with client(answer(body)) as http:
+        grant = await provider().exchange_code(http, CODE, "r")
+    assert grant.refresh_token is None and grant.refresh_expires_at is None
+    assert grant.access_expires_at is not None
+    assert grant.raw["refresh_expires_in"] == 0
+    # Even with an absolute refresh time beside it, 0 seconds left means no refresh.
+    body["refresh_token_valid_time"] = 4_102_444_800_000
+    async with client(answer(body)) as http:
+        again = await provider().exchange_code(http, CODE, "r")
+    assert again.refresh_token is None and again.refresh_expires_at is None
+
+
+async def test_a_refreshable_grant_keeps_its_refresh_token() -> None:
+    async with client(answer(token_body())) as http:
+        grant = await provider().exchange_code(http, CODE, "r")
+    assert grant.refresh_token and grant.refresh_expires_at is not None
 
 
 def test_registered_under_its_name() -> None:

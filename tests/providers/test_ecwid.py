@@ -18,6 +18,7 @@ import pytest
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
     AuthorizationDead,
+    BadCallback,
     NotSupported,
     ProtocolError,
     ProviderError,
@@ -204,13 +205,30 @@ def test_registered_and_flags() -> None:
 # -- the code exchange --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("store_id", [None, "", "10 03", "1003/../x", "١٠٠٣", "abc"])
+async def test_exchange_needs_the_callbacks_numeric_store_id(store_id: str | None) -> None:
+    seen: list[httpx2.Request] = []
+    extra = {} if store_id is None else {"store_id": store_id}
+    async with mock_client(answer(TOKEN_BODY), seen) as http:
+        with pytest.raises(BadCallback, match="store_id"):
+            await provider().exchange_code(http, CODE, REDIRECT, **extra)
+    # Nothing is sent: a store id that is not digits never reaches the token URL's path.
+    assert seen == []
+
+
+def test_token_url_carries_the_store_id() -> None:
+    assert provider().token_url("1003") == "https://my.ecwid.com/api/oauth/token/1003"
+    sandboxed = Ecwid(AppCredentials("c", "s"), base_url="http://127.0.0.1:9/sandbox/ecwid")
+    assert sandboxed.token_url("7") == "http://127.0.0.1:9/sandbox/ecwid/api/oauth/token/7"
+
+
 async def test_exchange_posts_a_form_and_parses_a_grant_that_never_expires() -> None:
     seen: list[httpx2.Request] = []
     async with mock_client(answer(TOKEN_BODY), seen) as http:
         result = await provider().exchange_code(http, CODE, REDIRECT, store_id="1003", state="s")
     request = seen[0]
     assert request.method == "POST"
-    assert str(request.url) == "https://my.ecwid.com/api/oauth/token"
+    assert str(request.url) == "https://my.ecwid.com/api/oauth/token/1003"
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert parse_qs(request.content.decode()) == {
         "client_id": ["my-client"],
@@ -226,6 +244,9 @@ async def test_exchange_posts_a_form_and_parses_a_grant_that_never_expires() -> 
     assert result.scopes == ["read_store_profile", "read_catalog", "public_storefront"]
     assert result.account_id == "1003"
     assert result.account_name is None
+    # The storefront token is kept (it cannot be fetched again), but never in `raw`.
+    assert result.public_token == PUBLIC
+    assert PUBLIC not in repr(result)
     assert result.raw == {
         "token_type": "bearer",
         "scope": "read_store_profile read_catalog public_storefront",
@@ -239,13 +260,15 @@ async def test_exchange_accepts_token_type_in_any_case_or_absent(token_type: str
     if token_type is not None:
         body["token_type"] = token_type
     async with mock_client(answer(body)) as http:
-        assert (await provider().exchange_code(http, CODE, REDIRECT)).account_id == "1003"
+        assert (
+            await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
+        ).account_id == "1003"
 
 
 async def test_exchange_with_empty_scope_gives_no_scopes() -> None:
     body = {**TOKEN_BODY, "scope": ""}
     async with mock_client(answer(body)) as http:
-        assert (await provider().exchange_code(http, CODE, REDIRECT)).scopes == []
+        assert (await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")).scopes == []
 
 
 @pytest.mark.parametrize(
@@ -278,7 +301,7 @@ async def test_exchange_with_empty_scope_gives_no_scopes() -> None:
 async def test_malformed_token_responses_are_protocol_errors(body: Any, status: int) -> None:
     async with mock_client(answer(body, status)) as http:
         with pytest.raises(ProtocolError) as caught:
-            await provider().exchange_code(http, CODE, REDIRECT)
+            await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
     assert caught.value.provider == "ecwid" and caught.value.endpoint == "token"
     assert str(caught.value).startswith("ecwid token: ")
 
@@ -324,7 +347,7 @@ async def test_token_errors_are_classified(
 ) -> None:
     async with mock_client(answer(body, status)) as http:
         with pytest.raises(ProviderError) as caught:
-            await provider().exchange_code(http, CODE, REDIRECT)
+            await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
     assert type(caught.value) is kind
     assert caught.value.code == code and caught.value.status == status
 
@@ -332,11 +355,11 @@ async def test_token_errors_are_classified(
 async def test_token_429_and_5xx_by_status() -> None:
     async with mock_client(answer(b"", 429, **{"Retry-After": "30"})) as http:
         with pytest.raises(RateLimited) as limited:
-            await provider().exchange_code(http, CODE, REDIRECT)
+            await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
     assert limited.value.retry_after == 30
     async with mock_client(answer(b"<html>oops</html>", 503)) as http:
         with pytest.raises(TemporaryFailure):
-            await provider().exchange_code(http, CODE, REDIRECT)
+            await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
 
 
 async def test_transport_failures_are_temporary() -> None:
@@ -349,7 +372,7 @@ async def test_transport_failures_are_temporary() -> None:
     for handler in (broken, slow):
         async with mock_client(handler) as http:
             with pytest.raises(TemporaryFailure) as caught:
-                await provider().exchange_code(http, CODE, REDIRECT)
+                await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
         assert CODE not in str(caught.value) and "my.ecwid.com" not in str(caught.value)
 
 
@@ -507,7 +530,7 @@ async def test_secrets_stay_out_of_reprs_errors_and_logs(caplog: pytest.LogCaptu
     ecwid = provider()
     assert SECRET not in repr(ecwid)
     async with mock_client(answer(TOKEN_BODY)) as http:
-        result = await ecwid.exchange_code(http, CODE, REDIRECT)
+        result = await ecwid.exchange_code(http, CODE, REDIRECT, store_id="1003")
     assert ACCESS not in repr(result) and PUBLIC not in repr(result)
     errors: list[ProviderError] = []
     for body, status in [
@@ -517,7 +540,7 @@ async def test_secrets_stay_out_of_reprs_errors_and_logs(caplog: pytest.LogCaptu
     ]:
         async with mock_client(answer(body, status)) as http:
             with pytest.raises(ProviderError) as caught:
-                await ecwid.exchange_code(http, CODE, REDIRECT)
+                await ecwid.exchange_code(http, CODE, REDIRECT, store_id="1003")
             errors.append(caught.value)
             with pytest.raises(ProviderError) as caught:
                 await ecwid.identify(http, result)
@@ -531,5 +554,5 @@ async def test_secrets_stay_out_of_reprs_errors_and_logs(caplog: pytest.LogCaptu
 async def test_token_4xx_without_an_error_body_is_rejected(body: bytes) -> None:
     async with mock_client(answer(body, 400)) as http:
         with pytest.raises(RequestRejected) as caught:
-            await provider().exchange_code(http, CODE, REDIRECT)
+            await provider().exchange_code(http, CODE, REDIRECT, store_id="1003")
     assert caught.value.status == 400

@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
     ConfigurationError,
     ProtocolError,
@@ -217,6 +218,39 @@ async def test_refresh_sends_json_and_reads_the_merchant_when_no_owner_id() -> N
     assert grant.account_name == "Ünïcode Store"
 
 
+async def test_refresh_carries_the_registered_redirect_uri() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json=TOKEN_BODY)
+
+    async with client(handler) as http:
+        await provider(redirect_uri=REDIRECT).refresh(http, REFRESH)
+    sent = json.loads(seen[0].content)
+    assert sent["redirect_uri"] == REDIRECT and sent["grant_type"] == "refresh_token"
+    # Secrets travel in the body, never in the URL (the docs' example puts them in the query).
+    assert seen[0].url.query == b"" and REFRESH not in str(seen[0].url)
+
+
+def test_open_api_host_and_version() -> None:
+    assert provider().api_url("/products") == "https://open.shopline.io/v1/products"
+    sandboxed = provider(base_url="http://127.0.0.1:9/sandbox/shopline")
+    assert sandboxed.api_url("/token/info") == "http://127.0.0.1:9/sandbox/shopline/v1/token/info"
+
+
+def test_signed_requests_carry_a_user_agent() -> None:
+    default = httpx2.Client().build_request("GET", provider().api_url("/products"))
+    signed = provider().sign_request(default, ACCESS)
+    assert signed.headers["authorization"] == f"Bearer {ACCESS}"
+    assert signed.headers["user-agent"].startswith("shopkeys/")
+    # An app's own User-Agent (SHOPLINE asks for the app's handle) is kept.
+    own = httpx2.Request("GET", provider().api_url("/products"), headers={"User-Agent": "acme"})
+    assert provider().sign_request(own, ACCESS).headers["user-agent"] == "acme"
+    bare = httpx2.Request("GET", provider().api_url("/products"))
+    assert provider().sign_request(bare, ACCESS).headers["user-agent"].startswith("shopkeys/")
+
+
 async def test_lowercase_bearer_and_list_scope_are_accepted() -> None:
     grant = await exchange(answer(TOKEN_BODY | {"token_type": "bearer", "scope": ["a", "b"]}))
     assert grant.scopes == ["a", "b"]
@@ -242,7 +276,7 @@ TOKEN_ERRORS = [
     ("temporarily_unavailable", 400, TemporaryFailure),
     ("server_error", 400, TemporaryFailure),
     ("invalid_token", 401, AuthorizationDead),
-    ("TOKEN_EXPIRED", 401, AuthorizationDead),
+    ("TOKEN_EXPIRED", 401, AccessExpired),
     ("TOKEN_REVOKED", 401, AuthorizationDead),
     ("MISSING_TOKEN_ERROR", 401, RequestRejected),
     ("something_new", 400, RequestRejected),
@@ -276,7 +310,7 @@ async def test_token_info_error_codes(code: str, status: int, kind: type[Provide
 
 async def test_error_under_a_code_key_is_classified() -> None:
     async with client(answer({"code": "TOKEN_EXPIRED", "message": "expired"}, 401)) as http:
-        with pytest.raises(AuthorizationDead, match="expired"):
+        with pytest.raises(AccessExpired, match="expired"):
             await provider().identify(http, await exchange(answer(TOKEN_BODY)))
 
 

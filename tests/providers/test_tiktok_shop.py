@@ -15,7 +15,9 @@ import httpx2
 import pytest
 
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
+    ConfigurationError,
     ProtocolError,
     ProviderError,
     RateLimited,
@@ -23,7 +25,15 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.providers import AppCredentials, get
-from shopkeys.providers.tiktok_shop import TikTokShop, sign, signs_body, webhook_signature
+from shopkeys.providers.tiktok_shop import (
+    SHOPS_PATH,
+    TOKEN_GET_PATH,
+    TikTokShop,
+    needs_shop_cipher,
+    sign,
+    signs_body,
+    webhook_signature,
+)
 
 APP_KEY = "6abcdef12345"
 SECRET = "unit-test-app-secret-0001"
@@ -228,9 +238,13 @@ def test_authorization_url_uses_the_service_id() -> None:
     )
 
 
-def test_authorization_url_falls_back_to_the_app_key_form() -> None:
-    url = provider(service_id=None).authorization_url("st4te", "https://ignored.example/cb")
-    assert url == f"https://auth.tiktok-shops.com/oauth/authorize?app_key={APP_KEY}&state=st4te"
+def test_without_a_service_id_there_is_no_authorization_page() -> None:
+    tts = provider(service_id=None)
+    problem = tts.authorization_problem()
+    assert problem is not None and "SHOPKEYS_TIKTOK_SHOP_SERVICE_ID" in problem
+    with pytest.raises(ConfigurationError, match="service id"):
+        tts.authorization_url("st4te", "https://ignored.example/cb")
+    assert provider().authorization_problem() is None
 
 
 def test_base_url_replaces_every_host() -> None:
@@ -330,7 +344,7 @@ ERROR_CASES = [
     (36004001, 200, AuthorizationDead),
     (36004005, 200, AuthorizationDead),
     (105001, 200, AuthorizationDead),
-    (105002, 200, RequestRejected),
+    (105002, 200, AccessExpired),
     (105005, 200, RequestRejected),
     (106001, 401, RequestRejected),
     (36009004, 200, RequestRejected),
@@ -499,7 +513,7 @@ async def test_malformed_shops_are_protocol_errors(data: dict[str, Any]) -> None
     assert str(caught.value).startswith("tiktok_shop shops:")
 
 
-@pytest.mark.parametrize(("code", "kind"), [(105001, AuthorizationDead), (105002, RequestRejected)])
+@pytest.mark.parametrize(("code", "kind"), [(105001, AuthorizationDead), (105002, AccessExpired)])
 async def test_identify_errors(code: int, kind: type[ProviderError]) -> None:
     async with client(answer(envelope(code=code))) as http:
         with pytest.raises(kind):
@@ -569,3 +583,106 @@ def test_query_of_signed_requests_are_stable() -> None:
     params = query(provider().sign_request(request, ACCESS))
     assert params["ids"] == "1,2" and params["z"] == ""
     assert urlsplit(str(request.url)).path == "/order/202309/orders"
+
+
+# -- hosts -----------------------------------------------------------------------------------------
+
+
+def test_three_hosts_by_default() -> None:
+    tts = provider()
+    assert tts.authorization_url("s", "x").startswith(
+        "https://services.tiktokshop.com/open/authorize?"
+    )
+    assert tts.url("token", TOKEN_GET_PATH) == "https://auth.tiktok-shops.com/api/v2/token/get"
+    assert tts.url("api", SHOPS_PATH) == (
+        "https://open-api.tiktokglobalshop.com/authorization/202309/shops"
+    )
+
+
+def test_us_region_moves_only_the_authorization_page() -> None:
+    tts = TikTokShop(AppCredentials(APP_KEY, SECRET, service_id=SERVICE_ID), region="US")
+    assert tts.authorization_url("s", "x").startswith(
+        "https://services.us.tiktokshop.com/open/authorize?"
+    )
+    # Token calls must never go to the authorization host.
+    assert tts.url("token", TOKEN_GET_PATH).startswith("https://auth.tiktok-shops.com/")
+    assert tts.url("api", SHOPS_PATH).startswith("https://open-api.tiktokglobalshop.com/")
+
+
+def test_each_host_can_be_replaced_alone() -> None:
+    tts = TikTokShop(
+        AppCredentials(APP_KEY, SECRET, service_id=SERVICE_ID),
+        hosts={"token": "https://token.proxy.example/"},
+    )
+    assert tts.url("token", TOKEN_GET_PATH) == "https://token.proxy.example/api/v2/token/get"
+    assert tts.authorization_url("s", "x").startswith("https://services.tiktokshop.com/")
+
+
+def test_unknown_region_or_role_is_a_configuration_error() -> None:
+    credentials = AppCredentials(APP_KEY, SECRET, service_id=SERVICE_ID)
+    with pytest.raises(ConfigurationError, match="known regions: us"):
+        TikTokShop(credentials, region="eu")
+    with pytest.raises(ConfigurationError, match="no host role services"):
+        TikTokShop(credentials, hosts={"services": "https://x.example"})
+
+
+async def test_token_calls_go_to_the_token_host_in_the_us_region() -> None:
+    seen: list[httpx2.Request] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        return httpx2.Response(200, json={"code": 0, "message": "success", "data": token_data()})
+
+    tts = TikTokShop(AppCredentials(APP_KEY, SECRET, service_id=SERVICE_ID), region="us")
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handler)) as http:
+        await tts.exchange_code(http, CODE, "ignored")
+        await tts.refresh(http, REFRESH)
+    assert [r.url.host for r in seen] == ["auth.tiktok-shops.com"] * 2
+
+
+# -- shop_cipher ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "needed"),
+    [
+        ("GET", "/order/202309/orders/search", True),
+        ("POST", "/product/202309/products", True),
+        ("GET", "/product/202309/brands", True),
+        ("GET", "/product/202309/categories", True),
+        ("GET", "/product/202309/categories/600001/attributes", True),
+        ("POST", "/fulfillment/202309/images/upload", True),
+        ("GET", "/event/202309/webhooks", True),
+        ("GET", "/authorization/202309/shops", False),
+        ("GET", "/seller/202309/shops", False),
+        ("GET", "/seller/202309/permissions", False),
+        ("POST", "/product/202309/brands", False),
+        ("POST", "/product/202309/global_products", False),
+        ("GET", "/product/202309/global_products/1729", False),
+        ("GET", "/product/202309/global_categories", False),
+        ("POST", "/product/202309/global_categories/recommend", False),
+        ("GET", "/product/202309/categories/600001/global_attributes", False),
+        ("GET", "/product/202309/categories/600001/global_rules", False),
+        ("POST", "/product/202309/images/upload", False),
+        ("POST", "/product/202309/files/upload", False),
+        ("GET", "/product/202409/compliance/manufacturers", False),
+    ],
+)
+def test_which_paths_carry_the_shop_cipher(method: str, path: str, needed: bool) -> None:
+    assert needs_shop_cipher(path, method) is needed
+
+
+def test_apply_shop_cipher_adds_or_strips_it_before_signing() -> None:
+    tts = provider(base_url=BASE)
+    orders = httpx2.Request("GET", f"{BASE}/order/202309/orders?page_size=10")
+    tts.sign_request(tts.apply_shop_cipher(orders, "ROW_cipher"), ACCESS)
+    assert orders.url.params["shop_cipher"] == "ROW_cipher"
+    # The cipher is signed like any other parameter.
+    params = {k: v for k, v in orders.url.params.items() if k != "sign"}
+    assert orders.url.params["sign"] == sign(SECRET, "/order/202309/orders", params)
+    shops = httpx2.Request("GET", f"{BASE}/authorization/202309/shops?shop_cipher=stale")
+    tts.apply_shop_cipher(shops, "ROW_cipher")
+    assert "shop_cipher" not in shops.url.params
+    no_cipher = httpx2.Request("GET", f"{BASE}/order/202309/orders?shop_cipher=other")
+    tts.apply_shop_cipher(no_cipher, None)
+    assert "shop_cipher" not in no_cipher.url.params

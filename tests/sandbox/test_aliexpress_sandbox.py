@@ -12,6 +12,7 @@ import pytest
 
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
     ProtocolError,
     ProviderError,
@@ -35,7 +36,9 @@ def sim(live_sandbox: LiveSandbox, monkeypatch: pytest.MonkeyPatch) -> AliExpres
     # The session's simulator outlives this test: put back what tests change beyond the clock.
     for field in ("code", "access", "refresh"):
         monkeypatch.setattr(simulator.lifetimes, field, getattr(simulator.lifetimes, field))
-    monkeypatch.setattr(simulator, "rotate_refresh_tokens", False)
+    monkeypatch.setattr(
+        simulator, "rotate_refresh_tokens", AliExpressSimulator.rotate_refresh_tokens
+    )
     return simulator
 
 
@@ -113,17 +116,18 @@ async def test_connect_identify_call_and_refresh(
     assert refreshed.access_expires_at is not None
     assert refreshed.access_expires_at - grant.access_expires_at >= timedelta(seconds=3599)
     assert refreshed.refresh_expires_at == grant.refresh_expires_at
-    # AliExpress keeps the refresh token: the same string comes back and stays usable.
-    assert refreshed.refresh_token == grant.refresh_token
-    twice = await ali.refresh(http, grant.refresh_token)
+    # The refresh token rotates: the next refresh needs the new one, with the same expiry.
+    assert refreshed.refresh_token not in (None, grant.refresh_token)
+    assert refreshed.refresh_token is not None
+    twice = await ali.refresh(http, refreshed.refresh_token)
     assert twice.refresh_expires_at == grant.refresh_expires_at
     assert "profile" in str(await profile(live_sandbox, http, ali, twice.access_token))
 
 
-async def test_rotating_refresh_tokens_kill_the_old_one(
+async def test_old_refresh_token_is_refused_after_rotation(
     live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
 ) -> None:
-    sim.rotate_refresh_tokens = True
+    assert sim.rotate_refresh_tokens, "rotation is the default"
     grant = await connect(live_sandbox, http, ali)
     assert grant.refresh_token is not None
     refreshed = await ali.refresh(http, grant.refresh_token)
@@ -132,8 +136,22 @@ async def test_rotating_refresh_tokens_kill_the_old_one(
     with pytest.raises(AuthorizationDead) as caught:
         await ali.refresh(http, grant.refresh_token)
     assert caught.value.code == "IllegalRefreshToken"
+    assert grant.refresh_token not in str(caught.value)
     assert refreshed.refresh_token is not None
     await ali.refresh(http, refreshed.refresh_token)
+
+
+async def test_refresh_token_is_kept_when_rotation_is_off(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    sim.rotate_refresh_tokens = False
+    grant = await connect(live_sandbox, http, ali)
+    assert grant.refresh_token is not None
+    refreshed = await ali.refresh(http, grant.refresh_token)
+    assert refreshed.refresh_token == grant.refresh_token
+    again = await ali.refresh(http, grant.refresh_token)
+    assert again.access_token != refreshed.access_token
+    assert again.refresh_expires_at == grant.refresh_expires_at
 
 
 # -- codes ------------------------------------------------------------------------------------
@@ -277,9 +295,11 @@ async def test_tokens_expire_per_lifetimes(
     assert "error_response" not in await profile(live_sandbox, http, ali, refreshed.access_token)
     assert refreshed.raw["refresh_expires_in"] in (88, 89)
 
+    # The rotated refresh token, never used, still dies with the original one's expiry.
     sim.clock.advance(90)
+    assert refreshed.refresh_token is not None
     with pytest.raises(AuthorizationDead) as caught:
-        await ali.refresh(http, grant.refresh_token)
+        await ali.refresh(http, refreshed.refresh_token)
     assert caught.value.code == "IllegalRefreshToken"
 
 
@@ -330,10 +350,10 @@ async def test_http_429_carries_retry_after(
         ("IncompleteSignature", RequestRejected),
         ("InvalidCode", AuthorizationDead),
         ("IllegalRefreshToken", AuthorizationDead),
-        ("IllegalAccessToken", AuthorizationDead),
+        ("IllegalAccessToken", AccessExpired),
         ("InvalidAppKey", RequestRejected),
         ("ApiCallLimit", RateLimited),
-        ("AUTH_TYPE_UNSUPPORTED", AuthorizationDead),
+        ("AUTH_TYPE_UNSUPPORTED", RequestRejected),
         ("ServiceUnavailable", TemporaryFailure),
         ("InternalError", TemporaryFailure),
         ("InvalidTimestamp", RequestRejected),
@@ -405,14 +425,19 @@ async def test_raw_sdk_shape_through_the_mount(
     assert token["code"] == "0" and token["sp"] == "ae"
     assert isinstance(token["expire_time"], int) and isinstance(token["expires_in"], int)
 
-    # The path shape, parameters in the query, no `method`.
+    # The path shape: a POST with the parameters in the query string and no `method`.
     params = sdk_params(sim, "/auth/token/refresh", refresh_token=token["refresh_token"])
     del params["method"]
     params["sign"] = sign(sim.app.client_secret, "/auth/token/refresh", params)
-    refreshed = await http.get(f"{base}/rest/auth/token/refresh", params=params)
-    assert refreshed.json()["refresh_token_valid_time"] == token["refresh_token_valid_time"]
+    refreshed = await http.post(f"{base}/rest/auth/token/refresh", params=params)
+    assert refreshed.status_code == 200
+    rotated = refreshed.json()
+    assert rotated["refresh_token_valid_time"] == token["refresh_token_valid_time"]
+    assert rotated["refresh_token"] != token["refresh_token"]
 
     # A client that signs the API name as seen through the mount is accepted too.
+    params = sdk_params(sim, "/auth/token/refresh", refresh_token=rotated["refresh_token"])
+    del params["method"]
     params["sign"] = sign(sim.app.client_secret, "/sandbox/aliexpress/auth/token/refresh", params)
     again = await http.post(f"{base}/rest/auth/token/refresh", data=params)
     assert again.json()["code"] == "0"
@@ -464,6 +489,74 @@ async def test_raw_system_api_errors_are_flat(
     body = response.json()
     assert body["code"] == code and body["type"] == "ISV"
     assert body["message"] and body["request_id"]
+
+
+@pytest.mark.parametrize("shape", ["method", "path"])
+async def test_token_create_by_get_is_refused(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    shape: str,
+) -> None:
+    base = live_sandbox.base_url(NAME)
+    code = (await authorize(live_sandbox, http, ali))["code"]
+    params = sdk_params(sim, "/auth/token/create", code=code)
+    url = f"{base}/rest"
+    if shape == "path":
+        del params["method"]
+        params["sign"] = sign(sim.app.client_secret, "/auth/token/create", params)
+        url = f"{base}/rest/auth/token/create"
+    response = await http.get(url, params=params)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    body = response.json()
+    assert body["code"] == "HttpMethodNotAllowed" and body["type"] == "ISV"
+    assert "POST" in body["message"] and body["request_id"]
+    assert code not in response.text
+    # Refused before anything was looked at: the code still works, by POST.
+    created = await http.post(url, data=params)
+    assert created.status_code == 200 and created.json()["code"] == "0"
+
+
+@pytest.mark.parametrize("shape", ["method", "path"])
+async def test_token_refresh_by_get_is_refused(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    shape: str,
+) -> None:
+    base = live_sandbox.base_url(NAME)
+    grant = await connect(live_sandbox, http, ali)
+    assert grant.refresh_token is not None
+    params = sdk_params(sim, "/auth/token/refresh", refresh_token=grant.refresh_token)
+    url = f"{base}/rest"
+    if shape == "path":
+        del params["method"]
+        params["sign"] = sign(sim.app.client_secret, "/auth/token/refresh", params)
+        url = f"{base}/rest/auth/token/refresh"
+    response = await http.get(url, params=params)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    body = response.json()
+    assert body["code"] == "HttpMethodNotAllowed" and "POST" in body["message"]
+    assert grant.refresh_token not in response.text
+    # The refused GET did not rotate the refresh token.
+    assert grant.refresh_token in sim.refresh_tokens
+    await ali.refresh(http, grant.refresh_token)
+
+
+async def test_business_api_by_get_is_still_served(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress
+) -> None:
+    grant = await connect(live_sandbox, http, ali)
+    request = http.build_request(
+        "GET", f"{live_sandbox.base_url(NAME)}/sync", params={"method": PROFILE_API}
+    )
+    response = await http.send(ali.sign_request(request, grant.access_token))
+    assert response.status_code == 200
+    assert "profile" in response.json()["aliexpress_merchant_profile_get_response"]
 
 
 @pytest.mark.parametrize(

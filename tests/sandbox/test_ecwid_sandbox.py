@@ -96,7 +96,7 @@ async def test_full_flow_reuse_disables_the_first_token(
 
     # Exchanging the code again fails AND kills the token the first exchange gave.
     with pytest.raises(AuthorizationDead) as reused:
-        await ecwid.exchange_code(http, params["code"], redirect)
+        await ecwid.exchange_code(http, params["code"], redirect, store_id=params["store_id"])
     assert reused.value.code == "invalid_grant"
     with pytest.raises(AuthorizationDead) as dead:
         await ecwid.identify(http, grant)
@@ -120,7 +120,9 @@ async def test_expired_code_is_rejected(
     params = await authorize(live_sandbox, ecwid, http)
     sim.clock.advance(sim.lifetimes.code + 1)
     with pytest.raises(AuthorizationDead):
-        await ecwid.exchange_code(http, params["code"], live_sandbox.redirect_uri("ecwid"))
+        await ecwid.exchange_code(
+            http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
+        )
 
 
 async def test_short_code_lifetime(
@@ -129,7 +131,9 @@ async def test_short_code_lifetime(
     sim.lifetimes.code = 5
     params = await authorize(live_sandbox, ecwid, http)
     sim.clock.advance(4)
-    grant = await ecwid.exchange_code(http, params["code"], live_sandbox.redirect_uri("ecwid"))
+    grant = await ecwid.exchange_code(
+        http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
+    )
     assert grant.account_id == params["store_id"]
 
 
@@ -137,10 +141,14 @@ async def test_unknown_code_and_wrong_redirect_uri_are_rejected(
     live_sandbox: LiveSandbox, ecwid: Ecwid, http: httpx2.AsyncClient
 ) -> None:
     with pytest.raises(AuthorizationDead):
-        await ecwid.exchange_code(http, "made-up", live_sandbox.redirect_uri("ecwid"))
+        await ecwid.exchange_code(
+            http, "made-up", live_sandbox.redirect_uri("ecwid"), store_id="10000001"
+        )
     params = await authorize(live_sandbox, ecwid, http)
     with pytest.raises(AuthorizationDead, match="redirect_uri"):
-        await ecwid.exchange_code(http, params["code"], "http://shopkeys.test/elsewhere")
+        await ecwid.exchange_code(
+            http, params["code"], "http://shopkeys.test/elsewhere", store_id=params["store_id"]
+        )
 
 
 async def test_bad_client_secret_is_rejected(
@@ -152,10 +160,14 @@ async def test_bad_client_secret_is_rejected(
         base_url=live_sandbox.base_url("ecwid"),
     )
     with pytest.raises(RequestRejected) as caught:
-        await wrong.exchange_code(http, params["code"], live_sandbox.redirect_uri("ecwid"))
+        await wrong.exchange_code(
+            http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
+        )
     assert caught.value.code == "invalid_client" and caught.value.status == 401
     # The code was not spent by the refused attempt.
-    grant = await ecwid.exchange_code(http, params["code"], live_sandbox.redirect_uri("ecwid"))
+    grant = await ecwid.exchange_code(
+        http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
+    )
     assert grant.account_id == params["store_id"]
 
 
@@ -209,23 +221,29 @@ async def test_raw_http_as_an_sdk_would(
         "redirect_uri": redirect,
         "grant_type": "authorization_code",
     }
+    # The path without the store id is retired, whatever the method.
+    for method in ("GET", "POST"):
+        retired = await http.request(method, f"{base}/api/oauth/token", data=form)
+        assert retired.status_code == 410 and retired.json()["error"] == "invalid_request"
+        assert "{store_id}" in retired.json()["error_description"]
+    token_url = f"{base}/api/oauth/token/{params['store_id']}"
     # GET is refused, and so are parameters in the query or a JSON body.
-    refused = await http.get(f"{base}/api/oauth/token", params=form)
+    refused = await http.get(token_url, params=form)
     assert refused.status_code == 405 and refused.json()["error"] == "method_not_allowed"
-    as_query = await http.post(f"{base}/api/oauth/token", params=form)
+    as_query = await http.post(token_url, params=form)
     assert as_query.status_code == 400 and as_query.json()["error"] == "invalid_request"
-    as_json = await http.post(f"{base}/api/oauth/token", json=form)
+    as_json = await http.post(token_url, json=form)
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
     # HTTP Basic alone (client_secret_basic) leaves the required body parameters missing.
     basic = await http.post(
-        f"{base}/api/oauth/token",
+        token_url,
         data={k: v for k, v in form.items() if k not in ("client_id", "client_secret")},
         auth=(app.client_id, app.client_secret),
     )
     assert basic.status_code == 400 and basic.json()["error"] == "invalid_request"
-    wrong_grant = await http.post(f"{base}/api/oauth/token", data={**form, "grant_type": "x"})
+    wrong_grant = await http.post(token_url, data={**form, "grant_type": "x"})
     assert wrong_grant.json()["error"] == "unsupported_grant_type"
-    # The newer path with the store id: another store's id is refused, the right one works.
+    # Another store's id is refused, the right one works.
     other = await http.post(f"{base}/api/oauth/token/1", data=form)
     assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
     params = await authorize(live_sandbox, ecwid, http, scopes=["read_catalog"])
@@ -273,7 +291,7 @@ async def test_public_token_only_with_public_storefront(
     base = live_sandbox.base_url("ecwid")
     body = (
         await http.post(
-            f"{base}/api/oauth/token",
+            f"{base}/api/oauth/token/{params['store_id']}",
             data={
                 "client_id": app.client_id,
                 "client_secret": app.client_secret,
@@ -379,7 +397,9 @@ async def test_token_faults(
     params = await authorize(live_sandbox, ecwid, http)
     sim.faults.set("token", fault)
     with pytest.raises(kind) as caught:
-        await ecwid.exchange_code(http, params["code"], live_sandbox.redirect_uri("ecwid"))
+        await ecwid.exchange_code(
+            http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
+        )
     assert type(caught.value) is kind
     if fault.retry_after is not None:
         assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 7
@@ -459,7 +479,10 @@ async def test_authlib_drives_the_simulator(live_sandbox: LiveSandbox, sim: Ecwi
         async with httpx2.AsyncClient(timeout=10) as browser:
             location = await press(browser, url, login="authlib-shop")
         assert callback_params(location)["state"] == state
-        token = await client.fetch_token(f"{base}/api/oauth/token", authorization_response=location)
+        store = callback_params(location)["store_id"]
+        token = await client.fetch_token(
+            f"{base}/api/oauth/token/{store}", authorization_response=location
+        )
         assert token["token_type"].lower() == "bearer"
         assert token["scope"] == "read_store_profile read_catalog"
         store_id = token["store_id"]

@@ -16,6 +16,7 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from shopkeys.clock import from_epoch_seconds
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
     ProtocolError,
     ProviderError,
@@ -309,7 +310,7 @@ async def test_tokens_expire_per_lifetimes(
         simulator.clock.advance(30)
         await provider.identify(http, grant)
         simulator.clock.advance(31)
-        with pytest.raises(AuthorizationDead) as expired:
+        with pytest.raises(AccessExpired) as expired:
             await provider.identify(http, grant)
         assert expired.value.code == "TOKEN_EXPIRED"
         # The refresh token outlives its access token.
@@ -455,7 +456,7 @@ PLATFORM_ERRORS = [
     ("token", "temporarily_unavailable", TemporaryFailure, 503),
     ("refresh", "invalid_grant", AuthorizationDead, 400),
     ("refresh", "invalid_client", RequestRejected, 401),
-    ("token_info", "TOKEN_EXPIRED", AuthorizationDead, 401),
+    ("token_info", "TOKEN_EXPIRED", AccessExpired, 401),
     ("token_info", "TOKEN_REVOKED", AuthorizationDead, 401),
     ("token_info", "MISSING_TOKEN_ERROR", RequestRejected, 401),
     ("token_info", "invalid_token", AuthorizationDead, 401),

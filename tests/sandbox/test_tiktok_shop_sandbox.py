@@ -14,7 +14,9 @@ import httpx2
 import pytest
 
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
+    ConfigurationError,
     ProtocolError,
     ProviderError,
     RateLimited,
@@ -167,7 +169,7 @@ async def test_access_token_expires(env: Env, http: httpx2.AsyncClient) -> None:
         seconds=3
     )
     env.sim.clock.advance(61)
-    with pytest.raises(RequestRejected) as caught:
+    with pytest.raises(AccessExpired) as caught:
         await env.tts.identify(http, grant)
     assert caught.value.code == "105002"
     fresh = await env.tts.refresh(http, cast(str, grant.refresh_token))
@@ -193,9 +195,13 @@ async def test_never_expiring_lifetimes_become_a_century(
 
 
 async def test_legacy_authorization_page(env: Env, http: httpx2.AsyncClient) -> None:
+    # The platform still serves the older page addressed by app key; shopkeys no longer sends
+    # merchants there (it needs a service id), but an SDK that does still works here.
     legacy = env.provider(service_id=None)
-    url = legacy.authorization_url("old", env.redirect_uri)
-    assert url.startswith(f"{env.base}/oauth/authorize?app_key=")
+    with pytest.raises(ConfigurationError, match="service id"):
+        legacy.authorization_url("old", env.redirect_uri)
+    query = urlencode({"app_key": legacy.credentials.client_id, "state": "old"})
+    url = f"{env.base}/oauth/authorize?{query}"
     params = callback_params(await press(http, url))
     grant = await legacy.exchange_code(http, params["code"], env.redirect_uri)
     assert grant.account_id
@@ -278,7 +284,7 @@ PLATFORM_ERRORS = [
     ("36004001", AuthorizationDead),
     ("36004005", AuthorizationDead),
     ("105001", AuthorizationDead),
-    ("105002", RequestRejected),
+    ("105002", AccessExpired),
     ("105005", RequestRejected),
     ("106001", RequestRejected),
     ("36009004", RequestRejected),

@@ -41,7 +41,7 @@ async def test_migrations_apply_on_an_empty_database(
 ) -> None:
     engine = db.create_engine(db.database_url(empty_database_url, tmp_path))
     try:
-        assert await db.pending_migrations(engine) == ["0001"]
+        assert await db.pending_migrations(engine) == ["0001", "0002"]
         await db.upgrade(engine)
         assert await db.pending_migrations(engine) == []
         await db.upgrade(engine)  # idempotent

@@ -149,11 +149,31 @@ async def doctor() -> None:
         else "",
     )
     for name in NAMES:
-        display = get(name).display_name
-        if settings.credentials(name) is None:
-            row(display, None, "not configured", _credential_hint(name))
-        else:
-            row(display, True, "configured", f"register redirect URI {settings.redirect_uri(name)}")
+        cls = get(name)
+        credentials = settings.credentials(name)
+        if credentials is None:
+            row(cls.display_name, None, "not configured", _credential_hint(name))
+            continue
+        try:
+            provider = cls(credentials, hosts=settings.hosts(name), region=settings.region(name))
+        except ConfigurationError as exc:
+            row(
+                cls.display_name,
+                False,
+                escape(str(exc)),
+                f"fix the SHOPKEYS_{name.upper()}_ settings",
+            )
+            continue
+        problem = provider.authorization_problem()
+        if problem is not None:
+            row(cls.display_name, False, "cannot connect stores", escape(problem))
+            continue
+        row(
+            cls.display_name,
+            True,
+            "configured",
+            f"register redirect URI {settings.redirect_uri(name)}",
+        )
     configured = settings.database_url.get_secret_value() if settings.database_url else None
     database_error: str | None = None
     try:

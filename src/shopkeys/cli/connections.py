@@ -15,10 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from shopkeys.cli.common import command, err, fail, humanize_until, out, runtime
-from shopkeys.errors import AuthorizationDead, ProviderError
-from shopkeys.grant import Account, Grant
+from shopkeys.errors import ProviderError
+from shopkeys.grant import Grant
+from shopkeys.importing import ImportRefused, import_grant
 from shopkeys.providers import NAMES
-from shopkeys.refresh import ConnectionUnusable
+from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.store.records import STATUSES
 
 #: Seconds between looks at the database while `connect` waits (tests make it shorter).
@@ -165,17 +166,7 @@ async def token(
     if format is TokenFormat.raw:
         print(fresh.access_token)
     elif format is TokenFormat.json:
-        print(
-            json.dumps(
-                {
-                    "access_token": fresh.access_token,
-                    "expires_at": fresh.expires_at.isoformat() if fresh.expires_at else None,
-                    "provider": fresh.provider,
-                    "account_id": fresh.account_id,
-                    "connection_id": fresh.connection_id,
-                }
-            )
-        )
+        print(json.dumps(fresh.to_json()))
     else:
         print(f"{fresh.provider.upper()}_ACCESS_TOKEN={fresh.access_token}")
 
@@ -195,17 +186,16 @@ async def refresh(
             ids = [c.id for c in await rt.vault.list_connections(status="active", limit=100_000)]
         failures = 0
         for cid in ids:
-            connection = await rt.vault.get(cid)
-            if connection is None:
-                fail(f"no connection {cid}")
-            provider = rt.providers.get(connection.provider)
-            if provider is not None and not provider.refreshable:
-                out.print(
-                    f"{cid}: {provider.display_name} tokens do not expire; nothing to refresh"
-                )
-                continue
             try:
                 fresh = await rt.tokens.refresh(cid)
+            except ConnectionNotFound:
+                fail(f"no connection {cid}")
+            except NotRefreshable as exc:
+                if connection_id:
+                    # The API answers 409 `not_refreshable` here: a refresh that did nothing.
+                    fail(f"{cid}: not refreshable: {exc}")
+                out.print(f"{cid}: skipped, {escape(str(exc))}")
+                continue
             except (ProviderError, ConnectionUnusable) as exc:
                 failures += 1
                 err.print(f"[red]error:[/red] {escape(f'{cid}: {exc}')}", soft_wrap=True)
@@ -215,6 +205,27 @@ async def refresh(
             )
     if failures:
         raise typer.Exit(1)
+
+
+@command
+async def claim(
+    connection_id: str = typer.Argument(...),
+    end_user: str | None = typer.Argument(
+        None, help="Your id for the merchant; leave out with --release."
+    ),
+    release: bool = typer.Option(False, "--release", help="Leave it without an end user."),
+) -> None:
+    """Give a connection to an end user (a store installed from an app market has none)."""
+    if (end_user is None) == (not release):
+        fail("give an end user id, or --release")
+    if end_user is not None and not 1 <= len(end_user) <= 255:
+        fail("the end user id must be 1 to 255 characters")
+    async with runtime() as rt:
+        connection = await rt.vault.set_end_user(connection_id, end_user)
+    if connection is None:
+        fail(f"no connection {connection_id}")
+    owner = escape(connection.end_user_id) if connection.end_user_id else "no end user"
+    out.print(f"{connection.id} ({escape(connection.account_id)}) now belongs to {owner}")
 
 
 @command
@@ -286,12 +297,9 @@ async def import_(
             raw={"imported": True},
         )
         try:
-            account = await client.identify(rt.http, grant)
-        except AuthorizationDead:
-            raise  # the platform rejected the token: importing it would store a dead grant
-        except ProviderError:
-            if not account_id:
-                raise
-            account = Account(account_id=account_id, name=None)
-        connection, created = await rt.vault.import_connection(grant, account, end_user_id=end_user)
+            connection, created = await import_grant(
+                rt.vault, client, rt.http, grant, end_user_id=end_user
+            )
+        except ImportRefused as exc:
+            fail(exc.message)
     out.print(f"{'imported' if created else 'updated'} {connection.id} ({connection.account_id})")

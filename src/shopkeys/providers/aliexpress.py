@@ -20,6 +20,7 @@ import httpx2
 
 from shopkeys.clock import from_epoch_millis
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
     ProtocolError,
     ProviderError,
@@ -45,11 +46,13 @@ ERROR_CLASSES: Mapping[str, type[ProviderError]] = {
     "InvalidAppKey": RequestRejected,
     "InvalidCode": AuthorizationDead,
     "IllegalRefreshToken": AuthorizationDead,
-    "IllegalAccessToken": AuthorizationDead,
+    # "The specified access token is invalid or expired": a refresh may still bring it back, so
+    # only a failed refresh means the merchant must authorize again.
+    "IllegalAccessToken": AccessExpired,
     "ApiCallLimit": RateLimited,
-    # The app type may not refresh: the grant cannot be renewed without the merchant, so the
-    # only way forward is a new authorization before the access token runs out.
-    "AUTH_TYPE_UNSUPPORTED": AuthorizationDead,
+    # Documented for Lazada (the same IOP gateway), not for AliExpress: a refusal of this one
+    # request, never a reason to mark a connection dead on the first attempt.
+    "AUTH_TYPE_UNSUPPORTED": RequestRejected,
 }
 
 # "This ban will last 3 more seconds" and similar.
@@ -84,6 +87,7 @@ class AliExpress(Provider):
 
     name: ClassVar[str] = "aliexpress"
     display_name: ClassVar[str] = "AliExpress"
+    account_id_hint: ClassVar[str | None] = "the seller id"
     default_hosts: ClassVar[Mapping[str, str]] = {
         "auth": "https://api-sg.aliexpress.com",
         "api": "https://api-sg.aliexpress.com",
@@ -124,10 +128,14 @@ class AliExpress(Provider):
         name = raw.opt_text("user_nick") or grant.account_name
         extra = {
             key: raw.get(key)
-            for key in ("user_id", "seller_id", "account_platform", "locale", "sp")
+            for key in ("user_id", "seller_id", "account_platform", "locale")
             if raw.get(key) is not None
         }
-        shop = Shop(id=grant.account_id, name=name, region=raw.opt_text("sp"))
+        # `sp` names the site the seller is on ("ae"), not a region of the world.
+        site = raw.opt_text("sp")
+        if site:
+            extra["site"] = site
+        shop = Shop(id=grant.account_id, name=name, extra={"site": site} if site else {})
         return Account(account_id=grant.account_id, name=name, shops=[shop], extra=extra)
 
     def sign_request(self, request: httpx2.Request, access_token: str) -> httpx2.Request:
@@ -248,6 +256,9 @@ class AliExpress(Provider):
         now = self.clock()
         access_expires = _expiry(body, "expire_time", "expires_in", now)
         refresh_expires = _expiry(body, "refresh_token_valid_time", "refresh_expires_in", now)
+        # `refresh_expires_in` 0 means the grant cannot be refreshed: keep no refresh token, so
+        # nothing ever tries, and the connection needs the merchant when the access token ends.
+        refreshable = body.opt_number("refresh_expires_in") != 0
         if access_expires is None:
             raise self._protocol(
                 body.endpoint, "the token response has neither 'expire_time' nor 'expires_in'"
@@ -256,9 +267,9 @@ class AliExpress(Provider):
         return Grant(
             provider=self.name,
             access_token=body.text("access_token"),
-            refresh_token=body.text("refresh_token"),
+            refresh_token=body.text("refresh_token") if refreshable else None,
             access_expires_at=access_expires,
-            refresh_expires_at=refresh_expires,
+            refresh_expires_at=refresh_expires if refreshable else None,
             scopes=[],
             account_id=account_id,
             account_name=body.opt_text("user_nick"),

@@ -19,6 +19,7 @@ import httpx2
 from shopkeys.clock import Clock, utc_now
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
+    ConfigurationError,
     NotSupported,
     ProtocolError,
     ProviderError,
@@ -43,24 +44,58 @@ class Provider(ABC):
     display_name: ClassVar[str]
     #: The real platform's hosts, by role; a configured base URL replaces all of them.
     default_hosts: ClassVar[Mapping[str, str]]
+    #: Hosts that differ by the seller's region, by region name and then by role.
+    regional_hosts: ClassVar[Mapping[str, Mapping[str, str]]] = {}
     default_scopes: ClassVar[tuple[str, ...]] = ()
     #: False where access tokens never expire (Ecwid), so there is nothing to refresh.
     refreshable: ClassVar[bool] = True
     #: True where the platform signs the webhooks it sends.
     signs_webhooks: ClassVar[bool] = False
+    #: True where the platform sends merchants to the redirect URI with a code but no state when
+    #: they install the app from its app market (Ecwid): a flow that shopkeys did not start.
+    installs_without_state: ClassVar[bool] = False
+    #: What the account id is, where the platform cannot tell whose an access token is (so an
+    #: import must say it); None where `identify` finds out from the token.
+    account_id_hint: ClassVar[str | None] = None
 
     def __init__(
         self,
         credentials: AppCredentials,
         *,
         base_url: str | None = None,
+        hosts: Mapping[str, str] | None = None,
+        region: str | None = None,
         scopes: Iterable[str] | None = None,
+        redirect_uri: str | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        """`base_url` replaces every host (a sandbox); `hosts` replaces single roles' hosts;
+        `region` picks the platform's regional hosts; `redirect_uri` is the registered one."""
         self.credentials = credentials
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.hosts = self._resolve_hosts(region, hosts or {})
         self.scopes = tuple(scopes) if scopes is not None else self.default_scopes
+        self.redirect_uri = redirect_uri
         self.clock = clock
+
+    @classmethod
+    def _resolve_hosts(cls, region: str | None, overrides: Mapping[str, str]) -> dict[str, str]:
+        hosts = dict(cls.default_hosts)
+        if region:
+            if region.lower() not in cls.regional_hosts:
+                known = ", ".join(sorted(cls.regional_hosts)) or "none"
+                raise ConfigurationError(
+                    f"{cls.display_name} has no region {region!r} (known regions: {known})"
+                )
+            hosts.update(cls.regional_hosts[region.lower()])
+        unknown = set(overrides) - set(hosts)
+        if unknown:
+            raise ConfigurationError(
+                f"{cls.display_name} has no host role {', '.join(sorted(unknown))} "
+                f"(roles: {', '.join(hosts)})"
+            )
+        hosts.update({role: url.rstrip("/") for role, url in overrides.items()})
+        return hosts
 
     def __repr__(self) -> str:
         where = self.base_url or "platform"
@@ -70,8 +105,12 @@ class Provider(ABC):
 
     def url(self, role: str, path: str) -> str:
         """The full URL of `path` on the host that plays `role` (or under the base URL)."""
-        root = self.base_url or self.default_hosts[role]
+        root = self.base_url or self.hosts[role]
         return root + path
+
+    def authorization_problem(self) -> str | None:
+        """What keeps this app from sending merchants to authorize, or None when nothing does."""
+        return None
 
     def platform_path(self, url_path: str) -> str:
         """The platform's own path for a request path, without a base URL's prefix (for signing)."""

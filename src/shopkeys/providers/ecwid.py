@@ -5,7 +5,13 @@ Quirks worth knowing (PROTOCOLS.md, "Ecwid", checked against docs.ecwid.com):
   expiry and `refresh()` raises `NotSupported`. A token dies when the app is uninstalled, or
   when its authorization code is exchanged a second time; the REST API then answers
   403 `INVALID_API_TOKEN`, which means "re-authorize".
-- The code exchange is a form-encoded POST (GET stopped working on 2025-03-20).
+- The code exchange is a form-encoded POST (GET stopped working on 2025-03-20) to
+  `/api/oauth/token/{store_id}`, the store id taken from the callback (required since
+  2025-09-19; the path without it was announced to stop working about six months later).
+- Installs from the Ecwid App Market reach the redirect URI with `code` and `store_id` but no
+  `state`: shopkeys started no flow, so the connection is made without an end user.
+- Apps with the `public_storefront` scope also get a `public_token`, which never expires and
+  cannot be fetched again without a new authorization: it is kept in `Grant.public_token`.
 - The REST API takes the token only as `Authorization: Bearer` (the `?token=` query parameter
   stopped working on 2025-03-20).
 - REST errors are `{"errorMessage": ..., "errorCode": ...}`; the token endpoint's errors are not
@@ -26,6 +32,7 @@ import httpx2
 
 from shopkeys.errors import (
     AuthorizationDead,
+    BadCallback,
     ProviderError,
     RateLimited,
     RequestRejected,
@@ -101,6 +108,7 @@ class Ecwid(OAuth2Provider):
 
     name: ClassVar[str] = "ecwid"
     display_name: ClassVar[str] = "Ecwid"
+    account_id_hint: ClassVar[str | None] = "the store id"
     default_hosts: ClassVar[Mapping[str, str]] = {
         "auth": "https://my.ecwid.com",
         "api": "https://app.ecwid.com",
@@ -113,6 +121,7 @@ class Ecwid(OAuth2Provider):
     )
     refreshable: ClassVar[bool] = False
     signs_webhooks: ClassVar[bool] = True
+    installs_without_state: ClassVar[bool] = True
 
     # -- authorization ----------------------------------------------------------------------------
 
@@ -129,10 +138,18 @@ class Ecwid(OAuth2Provider):
         if declined:
             kind = OAUTH_ERROR_CLASSES.get(declined, RequestRejected)
             raise self._error(kind, endpoint, "the merchant did not authorize", code=declined)
+        store_id = callback_params.get("store_id", "")
+        if not store_id.isdigit() or not store_id.isascii():
+            # The store id goes into the token URL's path, so only digits are ever sent there.
+            raise BadCallback(
+                "the callback has no valid store_id: Ecwid exchanges codes per store"
+                if not store_id
+                else "the callback's store_id is not an Ecwid store id"
+            )
         response = await self._send(
             http,
             "POST",
-            self.url("auth", TOKEN_PATH),
+            self.token_url(store_id),
             endpoint=endpoint,
             data={
                 "client_id": self.credentials.client_id,
@@ -156,10 +173,13 @@ class Ecwid(OAuth2Provider):
         if not response.is_success or "error" in body or "errorCode" in body:
             raise self._token_error(body, response.status_code, endpoint)
         grant = self._grant(body)
-        expected = callback_params.get("store_id")
-        if expected and expected != grant.account_id:
+        if store_id != grant.account_id:
             raise self._protocol(endpoint, "the token belongs to another store than the callback")
         return grant
+
+    def token_url(self, store_id: str) -> str:
+        """Where store `store_id`'s authorization codes are exchanged."""
+        return self.url("auth", f"{TOKEN_PATH}/{store_id}")
 
     def _grant(self, body: Fields) -> Grant:
         access_token = body.text("access_token")
@@ -177,6 +197,7 @@ class Ecwid(OAuth2Provider):
             account_id=body.id("store_id"),
             account_name=None,
             raw=body.without_tokens(),
+            public_token=body.opt_text("public_token"),
         )
 
     def _token_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:

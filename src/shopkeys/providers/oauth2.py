@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from shopkeys.errors import AuthorizationDead, RequestRejected, TemporaryFailure
+from shopkeys.errors import AuthorizationDead, ProviderError, RequestRejected, TemporaryFailure
 from shopkeys.providers.base import Fields, Provider
 
 # RFC 6749 section 5.2 error codes, and what each means for the caller.
@@ -67,9 +67,7 @@ class OAuth2Provider(Provider):
             return body
         raise self._oauth_error(body, response.status_code, endpoint)
 
-    def _oauth_error(
-        self, body: Fields, status: int, endpoint: str
-    ) -> AuthorizationDead | RequestRejected | TemporaryFailure:
+    def _oauth_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:
         """The error class for an RFC 6749 error body (or a bare 4xx without one)."""
         code = body.get("error")
         if not isinstance(code, str):

@@ -1,6 +1,9 @@
 """SHOPLINE (shoplineapp.com): a Doorkeeper OAuth 2.0 server at developers.shoplineapp.com.
 
 Not SHOPLINE global (shopline.com, `{handle}.myshopline.com`), which signs its token calls.
+The Open API lives at `https://open.shopline.io/v1/...` and refuses calls without a
+`User-Agent` header. `TOKEN_EXPIRED` from token info means the access token ran out; the refresh
+token may still work ("get a new one by refresh token"), so it is `AccessExpired`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from urllib.parse import urlsplit
 
 import httpx2
 
+from shopkeys import __version__
 from shopkeys.clock import from_epoch_seconds
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
     ConfigurationError,
     ProtocolError,
+    ProviderError,
     RequestRejected,
-    TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant, Shop
 from shopkeys.providers.base import Fields, split_scopes
@@ -28,14 +33,18 @@ from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
 #: expired." The token response does not say when, so this is how we know.
 REFRESH_GRACE = timedelta(days=1)
 
+#: The Open API's version prefix: `https://open.shopline.io/v1/...`.
+API_VERSION_PREFIX = "/v1"
+
+#: The Open API refuses calls without a User-Agent; this one is sent unless the app set its own.
+USER_AGENT = f"shopkeys/{__version__}"
+
 # Codes SHOPLINE sends beyond RFC 6749 (token info) plus Doorkeeper's own `invalid_token`.
-SHOPLINE_ERROR_CLASSES: Mapping[
-    str, type[AuthorizationDead | RequestRejected | TemporaryFailure]
-] = {
+SHOPLINE_ERROR_CLASSES: Mapping[str, type[ProviderError]] = {
     **ERROR_CLASSES,
-    # The grant's access token is unusable. A refresh might still save the connection, but the
-    # refresh engine refreshes ahead of expiry, so reaching this means the grant is gone for us.
-    "TOKEN_EXPIRED": AuthorizationDead,
+    # The access token ran out; the platform's docs say to get a new one by refresh token, so
+    # only a failed refresh means the grant is gone.
+    "TOKEN_EXPIRED": AccessExpired,
     # Uninstalled or revoked: the refresh token died with it, only a new authorization helps.
     "TOKEN_REVOKED": AuthorizationDead,
     # We sent no Bearer header: our bug.
@@ -52,7 +61,7 @@ class Shopline(OAuth2Provider):
     display_name: ClassVar[str] = "SHOPLINE"
     default_hosts: ClassVar[Mapping[str, str]] = {
         "auth": "https://developers.shoplineapp.com",
-        "api": "https://open.shoplineapp.com",
+        "api": "https://open.shopline.io",
     }
     # SHOPLINE scopes are resource names, not read/write pairs: store profile, products, orders.
     default_scopes: ClassVar[tuple[str, ...]] = ("merchants", "products", "orders")
@@ -94,19 +103,31 @@ class Shopline(OAuth2Provider):
 
     async def refresh(self, http: httpx2.AsyncClient, refresh_token: str) -> Grant:
         # The docs show query parameters; a JSON body (accepted as well) keeps secrets out of URLs
-        # and so out of every proxy's access log.
+        # and so out of every proxy's access log. They list `redirect_uri` too, so it is sent.
+        fields = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": self.credentials.client_id,
+            "client_secret": self.credentials.client_secret,
+        }
+        if self.redirect_uri:
+            fields["redirect_uri"] = self.redirect_uri
         body = await self._token_request(
-            http,
-            "refresh",
-            self.url("auth", "/oauth/token"),
-            json={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "client_id": self.credentials.client_id,
-                "client_secret": self.credentials.client_secret,
-            },
+            http, "refresh", self.url("auth", "/oauth/token"), json=fields
         )
         return self._grant(body)
+
+    def api_url(self, path: str) -> str:
+        """The Open API URL of `path` (starting with `/`, without the `/v1` version prefix)."""
+        return self.url("api", API_VERSION_PREFIX + path)
+
+    def sign_request(self, request: httpx2.Request, access_token: str) -> httpx2.Request:
+        """Bearer token, and a User-Agent: the Open API refuses requests without one."""
+        request.headers["Authorization"] = f"Bearer {access_token}"
+        agent = request.headers.get("user-agent", "")
+        if not agent or agent.startswith("python-httpx"):
+            request.headers["User-Agent"] = USER_AGENT
+        return request
 
     async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
         endpoint = "token_info"
@@ -153,9 +174,7 @@ class Shopline(OAuth2Provider):
 
     # -- parsing --------------------------------------------------------------------------------
 
-    def _oauth_error(
-        self, body: Fields, status: int, endpoint: str
-    ) -> AuthorizationDead | RequestRejected | TemporaryFailure:
+    def _oauth_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:
         code = body.get("error")
         if not isinstance(code, str):
             code = body.get("code")

@@ -7,8 +7,11 @@ Quirks worth knowing (PROTOCOLS.md, "TikTok Shop"):
 - `access_token_expire_in` and `refresh_token_expire_in` are ABSOLUTE Unix times in seconds,
   not durations.
 - Errors arrive as HTTP 200 with a non-zero `code` (a bad signature as HTTP 401).
-- The US region's authorization page lives on `services.us.tiktokshop.com`; point the base URL
-  there (or at a sandbox) to use it.
+- Three hosts play three roles: the authorization page (`services.tiktokshop.com`, or
+  `services.us.tiktokshop.com` for US sellers: region "us"), the token endpoints
+  (`auth.tiktok-shops.com`) and the API (`open-api.tiktokglobalshop.com`).
+- Shop-level API calls name their shop with the `shop_cipher` query parameter; authorization,
+  seller and global-product calls and uploads must not carry it (`needs_shop_cipher`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import httpx2
 
 from shopkeys.clock import from_epoch_seconds
 from shopkeys.errors import (
+    AccessExpired,
     AuthorizationDead,
+    ConfigurationError,
     ProviderError,
     RateLimited,
     RequestRejected,
@@ -40,6 +45,17 @@ UNSIGNED_PARAMETERS: Final = frozenset({"sign", "access_token"})
 #: Header that carries the access token on API calls.
 ACCESS_TOKEN_HEADER: Final = "x-tts-access-token"
 
+#: The query parameter that names the shop on shop-level API calls.
+SHOP_CIPHER_PARAMETER: Final = "shop_cipher"
+
+#: API paths that act on the seller or the app rather than one shop: no `shop_cipher`.
+_SHOPLESS_PREFIXES: Final = ("/authorization/", "/seller/")
+#: Product calls (after `/product/{version}/`) that act on global, cross-shop resources or
+#: uploads, as the official SDK's API specification lists them: no `shop_cipher` either.
+_SHOPLESS_PRODUCT_PREFIXES: Final = ("global_products", "global_categories", "compliance/")
+_SHOPLESS_PRODUCT_CALLS: Final = ("files/upload", "images/upload")
+_SHOPLESS_CATEGORY_CALLS: Final = ("global_attributes", "global_rules")
+
 TOKEN_GET_PATH: Final = "/api/v2/token/get"
 TOKEN_REFRESH_PATH: Final = "/api/v2/token/refresh"
 SHOPS_PATH: Final = "/authorization/202309/shops"
@@ -50,9 +66,8 @@ ERROR_CLASSES: Final[Mapping[int, type[ProviderError]]] = {
     36004001: AuthorizationDead,  # refresh token expired
     36004005: AuthorizationDead,  # no such authorization (revoked, or unknown refresh token)
     105001: AuthorizationDead,  # access token invalid: revoked with its authorization
-    # An expired access token is our mistake (the caller should have refreshed first), not a dead
-    # authorization: re-authorizing would be the wrong cure, refreshing is the right one.
-    105002: RequestRejected,
+    # An expired access token: re-authorizing would be the wrong cure, refreshing is the right one.
+    105002: AccessExpired,
     105005: RequestRejected,  # the app lacks the API permission: fix the app's scopes
     106001: RequestRejected,  # bad signature
     36009004: RequestRejected,  # bad app key, timestamp or access-token header
@@ -86,6 +101,26 @@ def webhook_signature(app_key: str, app_secret: str, body: bytes) -> str:
     return hmac.new(app_secret.encode(), app_key.encode() + body, hashlib.sha256).hexdigest()
 
 
+def needs_shop_cipher(path: str, method: str = "GET") -> bool:
+    """Whether an API call to `path` (the platform's own path) must carry `shop_cipher`.
+
+    From the official SDK's API specification: authorization and seller calls, global product
+    and category calls, product uploads and creating a custom brand take none (the platform
+    refuses the parameter on some of them); every other call acts on one shop.
+    """
+    if path.startswith(_SHOPLESS_PREFIXES):
+        return False
+    parts = path.strip("/").split("/")
+    if len(parts) < 3 or parts[0] != "product":
+        return True
+    resource = "/".join(parts[2:])
+    if resource.startswith(_SHOPLESS_PRODUCT_PREFIXES) or resource in _SHOPLESS_PRODUCT_CALLS:
+        return False
+    if parts[2] == "categories" and len(parts) == 5 and parts[4] in _SHOPLESS_CATEGORY_CALLS:
+        return False
+    return not (resource == "brands" and method.upper() == "POST")
+
+
 def signs_body(method: str, content_type: str | None) -> bool:
     """Whether the body enters the signature: not for GET, not for multipart uploads."""
     if method.upper() == "GET":
@@ -98,10 +133,15 @@ class TikTokShop(Provider):
 
     name: ClassVar[str] = "tiktok_shop"
     display_name: ClassVar[str] = "TikTok Shop"
+    account_id_hint: ClassVar[str | None] = "the seller's open_id"
     default_hosts: ClassVar[Mapping[str, str]] = {
-        "services": "https://services.tiktokshop.com",
-        "auth": "https://auth.tiktok-shops.com",
+        "authorize": "https://services.tiktokshop.com",
+        "token": "https://auth.tiktok-shops.com",
         "api": "https://open-api.tiktokglobalshop.com",
+    }
+    # US sellers authorize on their own page; tokens and the API stay on the global hosts.
+    regional_hosts: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "us": {"authorize": "https://services.us.tiktokshop.com"},
     }
     # Scopes are chosen on the app's service in Partner Center, not in the authorize request.
     default_scopes: ClassVar[tuple[str, ...]] = ()
@@ -116,15 +156,22 @@ class TikTokShop(Provider):
         """The service's authorization page; TikTok ignores `redirect_uri` and `scopes`.
 
         TikTok always redirects to the redirect URI registered for the app, and scopes belong to
-        the service. Without a configured service id we fall back to the older page addressed by
-        app key (still documented), rather than refusing to connect.
+        the service. The page is addressed by the app's service id; the older page addressed by
+        app key serves only legacy apps, so without a service id there is no page to send to.
         """
-        service_id = self.credentials.service_id
-        if service_id:
-            query = urlencode({"service_id": service_id, "state": state})
-            return self.url("services", f"/open/authorize?{query}")
-        query = urlencode({"app_key": self.credentials.client_id, "state": state})
-        return self.url("auth", f"/oauth/authorize?{query}")
+        problem = self.authorization_problem()
+        if problem is not None:
+            raise ConfigurationError(problem)
+        query = urlencode({"service_id": self.credentials.service_id, "state": state})
+        return self.url("authorize", f"/open/authorize?{query}")
+
+    def authorization_problem(self) -> str | None:
+        if self.credentials.service_id:
+            return None
+        return (
+            "TikTok Shop authorization needs the app's service id (Partner Center, the app's "
+            "page; set SHOPKEYS_TIKTOK_SHOP_SERVICE_ID)"
+        )
 
     async def exchange_code(
         self, http: httpx2.AsyncClient, code: str, redirect_uri: str, **callback_params: str
@@ -156,7 +203,7 @@ class TikTokShop(Provider):
         self, http: httpx2.AsyncClient, endpoint: str, path: str, params: Mapping[str, str]
     ) -> Fields:
         response = await self._send(
-            http, "GET", self.url("auth", path), endpoint=endpoint, params=params
+            http, "GET", self.url("token", path), endpoint=endpoint, params=params
         )
         return self._envelope(response, endpoint)
 
@@ -213,6 +260,17 @@ class TikTokShop(Provider):
         return Account(account_id=grant.account_id, name=grant.account_name, shops=shops)
 
     # -- signing --------------------------------------------------------------------------------
+
+    def apply_shop_cipher(self, request: httpx2.Request, cipher: str | None) -> httpx2.Request:
+        """Set `shop_cipher` on a shop-level call and remove it from one that must not carry it.
+
+        Call before `sign_request`: the parameter is signed like any other.
+        """
+        url = request.url.copy_remove_param(SHOP_CIPHER_PARAMETER)
+        if cipher and needs_shop_cipher(self.platform_path(url.path), request.method):
+            url = url.copy_set_param(SHOP_CIPHER_PARAMETER, cipher)
+        request.url = url
+        return request
 
     def sign_request(self, request: httpx2.Request, access_token: str) -> httpx2.Request:
         """Add app_key, timestamp and sign to the query and the access-token header.

@@ -2,14 +2,26 @@
 
 Paths (all of api-sg.aliexpress.com):
 - `GET|POST /oauth/authorize`: the seller's authorization page (endpoint "authorize").
-- `POST|GET /rest` with `method=/auth/token/create|refresh` (the official SDK shape) and
-  `/rest/auth/token/create|refresh` (the path shape): endpoints "token" and "refresh".
+- `POST /rest` with `method=/auth/token/create|refresh` (the official SDK shape) and
+  `POST /rest/auth/token/create|refresh` (the path shape): endpoints "token" and "refresh".
+  Parameters may come in the form body, the query string or both (the body wins).
 - `POST|GET /sync`: business APIs; `aliexpress.merchant.profile.get` (endpoint "profile").
 
 Strict like the gateway: app key, `sign_method=sha256`, epoch-millisecond timestamps within
-7200 s of the simulator's clock, the HMAC-SHA256 signature, single-use 30-minute codes. A refresh
-renews the access token but keeps the refresh token's original expiry; whether it also rotates the
-refresh token string is `rotate_refresh_tokens` (off: no source shows AliExpress rotating it).
+7200 s of the simulator's clock, the HMAC-SHA256 signature (`sandbox.signatures`, not the
+provider's code), single-use 30-minute codes.
+
+The token APIs are POST only, as their documentation states. A GET to either shape is refused
+before anything else is looked at (the code is not used up, the refresh token not rotated) with
+HTTP 405, `Allow: POST` and the gateway's flat error body, code `HttpMethodNotAllowed` and a
+message saying POST is required. That code is the simulator's own: no source shows which code the
+real gateway answers a GET with.
+
+A refresh renews the access token and, by default (`rotate_refresh_tokens`), hands out a new
+refresh token and kills the one it was given, which from then on gets `IllegalRefreshToken`: the
+docs tell clients to always keep the latest refresh token, so a client that does not must fail
+here. The new refresh token keeps the original one's expiry. With `rotate_refresh_tokens` off, the
+same refresh token string comes back and stays usable.
 """
 
 from __future__ import annotations
@@ -26,7 +38,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shopkeys.providers.aliexpress import sign
 from shopkeys.sandbox.authorize_page import error_page, read_decision
 from shopkeys.sandbox.core import (
     CodeProblem,
@@ -37,6 +48,7 @@ from shopkeys.sandbox.core import (
     random_token,
     with_query,
 )
+from shopkeys.sandbox.signatures import aliexpress_sign
 
 DAY = 86_400.0
 #: Timestamps further than this from the gateway's clock are refused (Lazada documents 7200 s).
@@ -56,11 +68,15 @@ ERRORS: dict[str, tuple[str, str]] = {
     "AUTH_TYPE_UNSUPPORTED": ("ISV", "The app is not allowed to refresh tokens"),
     "InvalidTimestamp": ("ISV", "The timestamp is more than 7200 seconds away from now"),
     "InvalidApiPath": ("ISV", "The specified API path is invalid"),
+    # The simulator's own code for a GET to a POST-only API (see the module docstring).
+    "HttpMethodNotAllowed": ("ISV", "This API only accepts POST requests"),
     "ServiceUnavailable": ("ISP", "The service is temporarily unavailable"),
     "InternalError": ("SYSTEM", "The gateway failed to process the request"),
 }
 
 PROFILE_API = "aliexpress.merchant.profile.get"
+TOKEN_CREATE_API = "/auth/token/create"
+TOKEN_REFRESH_API = "/auth/token/refresh"
 
 # Which endpoint a request is being served by, so fault-injected errors take that API's shape.
 _serving: contextvars.ContextVar[str] = contextvars.ContextVar("aliexpress_endpoint", default="")
@@ -94,7 +110,7 @@ class AliExpressSimulator(Simulator):
     display_name: ClassVar[str] = "AliExpress"
 
     #: Whether a refresh hands out a new refresh token and kills the old one.
-    rotate_refresh_tokens: bool = False
+    rotate_refresh_tokens: bool = True
     #: The ban an `ApiCallLimit` error announces, in seconds.
     ban_seconds: int = 1
 
@@ -139,7 +155,9 @@ class AliExpressSimulator(Simulator):
     def _refuse(self, problem: _Problem) -> Response:
         return self._error_response(problem.code, problem.message)
 
-    def _error_response(self, code: str, message: str | None = None) -> Response:
+    def _error_response(
+        self, code: str, message: str | None = None, *, status: int = 200
+    ) -> Response:
         kind, default = ERRORS.get(code, ("ISV", "The request was refused"))
         if message is None:
             message = default
@@ -150,8 +168,11 @@ class AliExpressSimulator(Simulator):
             # Business APIs on /sync wrap their errors, and call the message `msg`.
             wrapped = {"type": kind, "code": code, "msg": message, "request_id": request_id}
             return JSONResponse({"error_response": wrapped})
+        headers = {"Allow": "POST"} if status == 405 else None
         return JSONResponse(
-            {"type": kind, "code": code, "message": message, "request_id": request_id}
+            {"type": kind, "code": code, "message": message, "request_id": request_id},
+            status_code=status,
+            headers=headers,
         )
 
     # -- the authorization page -----------------------------------------------------------------
@@ -188,9 +209,12 @@ class AliExpressSimulator(Simulator):
         api_name = f"/{path_api}" if path_api else params.get("method", "")
         request.state.api_name = api_name
         request.state.params = params
-        if api_name == "/auth/token/create":
+        if api_name in (TOKEN_CREATE_API, TOKEN_REFRESH_API) and request.method != "POST":
+            message = f"The API {api_name} only accepts POST requests; this was a {request.method}"
+            return self._error_response("HttpMethodNotAllowed", message, status=405)
+        if api_name == TOKEN_CREATE_API:
             return await self._token(request)
-        if api_name == "/auth/token/refresh":
+        if api_name == TOKEN_REFRESH_API:
             return await self._refresh(request)
         if not api_name:
             return self._refuse(_Problem("MissingParameter", "Missing parameter: method"))
@@ -316,7 +340,7 @@ class AliExpressSimulator(Simulator):
         names = [api_name]
         if "/" in api_name:
             names.append(request.scope.get("root_path", "") + api_name)
-        expected = [sign(self.app.client_secret, name, params) for name in names]
+        expected = [aliexpress_sign(self.app.client_secret, name, params) for name in names]
         if not any(secrets.compare_digest(params["sign"], e) for e in expected):
             raise _Problem("IncompleteSignature")
 

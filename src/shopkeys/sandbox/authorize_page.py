@@ -16,7 +16,7 @@ _TEMPLATE = Environment(autoescape=select_autoescape(default=True)).from_string(
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>{{ platform }} (sandbox): authorize {{ app_name }}</title>
+<title>{{ platform }} (sandbox): {{ verb | lower }} {{ app_name }}</title>
 <style>
  body { font-family: system-ui, sans-serif; max-width: 28rem; margin: 3rem auto; color: #222; }
  .badge { background: #fde68a; padding: .1rem .5rem; border-radius: .5rem; font-size: .8rem; }
@@ -29,7 +29,7 @@ _TEMPLATE = Environment(autoescape=select_autoescape(default=True)).from_string(
 </head>
 <body>
 <p><span class="badge">sandbox</span> {{ platform }}</p>
-<h1>Authorize {{ app_name }}</h1>
+<h1>{{ verb }} {{ app_name }}</h1>
 {% if error %}<p class="error">{{ error }}</p>{% endif %}
 <p>This app asks for access to your store{% if scopes %}:{% endif %}</p>
 {% if scopes %}<ul>{% for scope in scopes %}<li>{{ scope }}</li>{% endfor %}</ul>{% endif %}
@@ -39,8 +39,8 @@ _TEMPLATE = Environment(autoescape=select_autoescape(default=True)).from_string(
  <label for="password">Password (any)</label>
  <input id="password" name="password" type="password" value="sandbox">
  <div class="buttons">
-  <button type="submit" name="decision" value="authorize">Authorize</button>
-  <button type="submit" name="decision" value="deny">Deny</button>
+  <button type="submit" name="decision" value="authorize">{{ verb }}</button>
+  <button type="submit" name="decision" value="deny">{{ deny_label }}</button>
  </div>
 </form>
 </body>
@@ -65,6 +65,8 @@ def render(
     scopes: Sequence[str] = (),
     error: str | None = None,
     status_code: int = 200,
+    verb: str = "Authorize",
+    deny_label: str = "Deny",
 ) -> HTMLResponse:
     """The page, posting back to the same address with the same query string."""
     action = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -75,6 +77,8 @@ def render(
         error=error,
         action=action,
         login=DEFAULT_LOGIN,
+        verb=verb,
+        deny_label=deny_label,
     )
     return HTMLResponse(html, status_code=status_code)
 

@@ -32,13 +32,14 @@ async def press(
     if page.status_code != 200:
         raise BrowserError(f"authorization page answered HTTP {page.status_code}")
     html = page.text
-    if f">{button}</button>" not in html:
+    pressed = re.search(rf'name="decision" value="([a-z]+)">{re.escape(button)}</button>', html)
+    if pressed is None:
         raise BrowserError(f"no {button!r} button on the authorization page")
     match = _FORM_ACTION.search(html)
     if match is None:
         raise BrowserError("no form on the authorization page")
     action = urljoin(str(page.url), match.group(1).replace("&amp;", "&"))
-    decision = "authorize" if button == "Authorize" else "deny"
+    decision = pressed.group(1)
     answer = await http.post(
         action,
         data={"login": login, "password": "sandbox", "decision": decision},

@@ -295,13 +295,22 @@ class Simulator(ABC):
     def platform_error(self, code: str) -> Response:
         """The platform's exact error answer for one of its error codes (for fault injection)."""
 
-    def consent_page(self, request: Request, scopes: Sequence[str] = ()) -> Response:
+    def consent_page(
+        self,
+        request: Request,
+        scopes: Sequence[str] = (),
+        *,
+        verb: str = "Authorize",
+        deny_label: str = "Deny",
+    ) -> Response:
         """The platform's authorization page, asking on behalf of the simulated app."""
         return authorize_page.render(
             request,
             platform=self.display_name,
             app_name=f"app {self.app.client_id}",
             scopes=scopes,
+            verb=verb,
+            deny_label=deny_label,
         )
 
     def webhook(self, payload: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:

@@ -2,7 +2,8 @@
 
 Endpoint names for fault injection:
 - `authorize`: `GET|POST /api/oauth/authorize` (the merchant's consent page);
-- `token`: `POST /api/oauth/token` and `POST /api/oauth/token/{store_id}`;
+- `token`: `POST /api/oauth/token/{store_id}` (the store id from the callback). The path without
+  the store id is retired, as Ecwid announced on 2025-09-19: it answers 410 Gone;
 - `profile`: `GET /api/v3/{store_id}/profile` (any token; `read_store_profile` is always granted);
 - `products`: `GET /api/v3/{store_id}/products` (needs `read_catalog`);
 - `orders`: `GET /api/v3/{store_id}/orders` (needs `read_orders`).
@@ -12,6 +13,11 @@ form-encoded POST, a code works once and a second exchange disables the token th
 gave, the REST API takes the token only as `Authorization: Bearer`, and every token may make
 `requests_per_minute` calls a minute (by the simulator's clock) before it gets 429 with
 `Retry-After`. Tokens never expire unless a test sets `lifetimes.access`.
+
+App Market installs: `GET /_sandbox/app-market` shows the app's App Market page with an
+Install button; installing (or `POST /_sandbox/install` with `{"login": ...}`, which answers the
+address instead of redirecting) sends the merchant to the redirect URI with `code` and
+`store_id` and no `state`, as Ecwid does for an app installed from its App Market.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import json
 import math
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -29,8 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shopkeys.providers.ecwid import SIGNATURE_HEADER, signature
-from shopkeys.sandbox.authorize_page import error_page, read_decision
+from shopkeys.sandbox.authorize_page import DEFAULT_LOGIN, error_page, read_decision
 from shopkeys.sandbox.core import (
     CodeProblem,
     Lifetimes,
@@ -39,6 +44,10 @@ from shopkeys.sandbox.core import (
     random_token,
     with_query,
 )
+from shopkeys.sandbox.signatures import ecwid_webhook_signature
+
+# The header a webhook's signature travels in ("Authenticate webhooks with signature").
+SIGNATURE_HEADER: Final = "X-Ecwid-Webhook-Signature"
 
 # Ecwid's access scopes (docs.ecwid.com, "App settings", "List of access scopes").
 KNOWN_SCOPES: Final = frozenset(
@@ -95,6 +104,9 @@ OAUTH_ERRORS: Final[Mapping[str, tuple[int, str]]] = {
     "server_error": (500, "Internal server error."),
 }
 
+#: What the App Market install grants: the scopes an app lists on its App Market page.
+DEFAULT_INSTALL_SCOPES: Final = ("read_store_profile", "read_catalog", "read_orders")
+
 _REQUIRED_TOKEN_PARAMS: Final = ("client_id", "client_secret", "code", "redirect_uri", "grant_type")
 
 
@@ -145,7 +157,11 @@ class EcwidSimulator(Simulator):
                 self.endpoint("authorize", self._authorize),
                 methods=["GET", "POST"],
             ),
-            Route("/api/oauth/token", self.endpoint("token", self._token), methods=["GET", "POST"]),
+            Route(
+                "/api/oauth/token",
+                self.endpoint("token", self._retired_token),
+                methods=["GET", "POST"],
+            ),
             Route(
                 "/api/oauth/token/{store_id}",
                 self.endpoint("token", self._token),
@@ -242,7 +258,70 @@ class EcwidSimulator(Simulator):
             store = self.stores[store_id] = Store(account=account, store_id=store_id)
         return store
 
+    # -- App Market installs ----------------------------------------------------------------------
+
+    def _control_routes(self) -> list[BaseRoute]:
+        return [
+            *super()._control_routes(),
+            Route("/_sandbox/app-market", self._app_market, methods=["GET", "POST"]),
+            Route("/_sandbox/install", self._install_control, methods=["POST"]),
+        ]
+
+    def install(self, login: str, scopes: Sequence[str] = DEFAULT_INSTALL_SCOPES) -> str:
+        """Install the app for the store of `login`: where Ecwid then sends the merchant."""
+        store = self._store(SimAccount(login))
+        scopes = tuple(dict.fromkeys([ALWAYS_GRANTED, *scopes]))
+        code = random_token(nbytes=18)
+        self.codes.issue(
+            code,
+            store.account,
+            self.lifetimes.code,
+            redirect_uri=self.app.redirect_uri,
+            scopes=scopes,
+            extra={"store_id": store.store_id},
+        )
+        # No state: the merchant never passed through the app's authorization request.
+        return with_query(self.app.redirect_uri, {"code": code, "store_id": store.store_id})
+
+    async def _app_market(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self.consent_page(
+                request, DEFAULT_INSTALL_SCOPES, verb="Install", deny_label="Cancel"
+            )
+        decision = await read_decision(request)
+        if not decision.approved:
+            return error_page(self.display_name, "The app was not installed.", status_code=200)
+        return RedirectResponse(self.install(decision.login), status_code=302)
+
+    async def _install_control(self, request: Request) -> Response:
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        login = data.get("login", DEFAULT_LOGIN) if isinstance(data, dict) else None
+        scopes = data.get("scopes", DEFAULT_INSTALL_SCOPES) if isinstance(data, dict) else None
+        if not isinstance(login, str) or not login.strip():
+            return JSONResponse({"error": 'send {"login": "..."} (a store login)'}, 400)
+        if not isinstance(scopes, list | tuple) or not all(isinstance(x, str) for x in scopes):
+            return JSONResponse({"error": "scopes must be a list of scope names"}, 400)
+        unknown = sorted(set(scopes) - KNOWN_SCOPES)
+        if unknown:
+            return JSONResponse({"error": f"unknown scopes: {', '.join(unknown)}"}, 400)
+        location = self.install(login.strip(), scopes)
+        store_id = SimAccount(login.strip()).digits(8, salt="ecwid-store")
+        return JSONResponse({"location": location, "store_id": store_id})
+
     # -- the code exchange ------------------------------------------------------------------------
+
+    async def _retired_token(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "error_description": "This endpoint was retired: exchange the code at "
+                "/api/oauth/token/{store_id}, with the store_id the callback carried.",
+            },
+            status_code=410,
+        )
 
     async def _token(self, request: Request) -> Response:
         if request.method != "POST":
@@ -279,8 +358,8 @@ class EcwidSimulator(Simulator):
         store_id = str(code.extra["store_id"])
         if params["redirect_uri"] != code.redirect_uri:
             return self._oauth_error("invalid_grant", "redirect_uri does not match.")
-        path_store = request.path_params.get("store_id")
-        if path_store is not None and path_store != store_id:
+        path_store = request.path_params["store_id"]
+        if path_store != store_id:
             return self._oauth_error("invalid_grant", "The code was issued for another store.")
         token = self._issue(store_id, code.scopes)
         code.extra["token"] = token.value
@@ -415,5 +494,7 @@ class EcwidSimulator(Simulator):
             **payload,
         }
         body = json.dumps(event).encode()
-        sig = signature(self.app.client_secret, event["eventCreated"], str(event["eventId"]))
+        sig = ecwid_webhook_signature(
+            self.app.client_secret, event["eventCreated"], str(event["eventId"])
+        )
         return {"Content-Type": "application/json", SIGNATURE_HEADER: sig}, body

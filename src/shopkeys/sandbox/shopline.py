@@ -1,4 +1,15 @@
-"""SHOPLINE (shoplineapp.com) simulated: a Doorkeeper OAuth 2.0 server, strict as the real one."""
+"""SHOPLINE (shoplineapp.com) simulated: a Doorkeeper OAuth 2.0 server, strict as the real one.
+
+Paths (developers.shoplineapp.com and open.shopline.io folded into one):
+- `GET|POST /oauth/authorize` (endpoint "authorize"), `POST /oauth/token` ("token" for codes,
+  "refresh" for refresh tokens), `GET /oauth/token/info` ("token_info"), `POST /oauth/revoke`
+  ("revoke");
+- the Open API's `GET /v1/token/info` ("api"), which like every Open API call refuses a request
+  without a `User-Agent` header.
+
+A refresh may carry `redirect_uri` (the platform's docs list it); when it does, it must be the
+registered one.
+"""
 
 from __future__ import annotations
 
@@ -135,6 +146,7 @@ class ShoplineSimulator(Simulator):
                 "/oauth/token/info", self.endpoint("token_info", self._token_info), methods=["GET"]
             ),
             Route("/oauth/revoke", self.endpoint("revoke", self._revoke), methods=["POST"]),
+            Route("/v1/token/info", self.endpoint("api", self._api_token_info), methods=["GET"]),
         ]
 
     def platform_error(self, code: str) -> Response:
@@ -220,6 +232,13 @@ class ShoplineSimulator(Simulator):
             return _oauth_error("invalid_request", "Missing required parameter: refresh_token.")
         if not self._client_authenticated(request, params):
             return _oauth_error("invalid_client")
+        redirect_uri = params.get("redirect_uri")
+        if redirect_uri is not None and redirect_uri != self.app.redirect_uri:
+            return _oauth_error(
+                "invalid_grant",
+                "The redirect uri included is not valid: it does not match the redirection URI "
+                "used in the authorization request.",
+            )
         old = self.refresh_tokens.get(params["refresh_token"])
         if (
             old is None
@@ -348,6 +367,15 @@ class ShoplineSimulator(Simulator):
                 },
             }
         )
+
+    async def _api_token_info(self, request: Request) -> Response:
+        """The Open API's view of the token: the same answer, but a User-Agent is required."""
+        if not request.headers.get("user-agent", "").strip():
+            return JSONResponse(
+                {"code": "MISSING_USER_AGENT", "message": "User-Agent header is required"},
+                status_code=400,
+            )
+        return await self._token_info(request)
 
     async def _revoke(self, request: Request) -> Response:
         params = await read_params(request)

@@ -15,15 +15,6 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from shopkeys.clock import from_epoch_seconds
-from shopkeys.providers.tiktok_shop import (
-    ACCESS_TOKEN_HEADER,
-    SHOPS_PATH,
-    TOKEN_GET_PATH,
-    TOKEN_REFRESH_PATH,
-    sign,
-    signs_body,
-    webhook_signature,
-)
 from shopkeys.sandbox import authorize_page
 from shopkeys.sandbox.core import (
     CodeProblem,
@@ -33,6 +24,17 @@ from shopkeys.sandbox.core import (
     random_token,
     with_query,
 )
+from shopkeys.sandbox.signatures import (
+    tiktok_shop_sign,
+    tiktok_shop_signs_body,
+    tiktok_shop_webhook_signature,
+)
+
+# The platform's paths and header, as its documentation names them.
+TOKEN_GET_PATH: Final = "/api/v2/token/get"
+TOKEN_REFRESH_PATH: Final = "/api/v2/token/refresh"
+SHOPS_PATH: Final = "/authorization/202309/shops"
+ACCESS_TOKEN_HEADER: Final = "x-tts-access-token"
 
 # The platform's wording for each error code it answers with.
 MESSAGES: Final[Mapping[int, str]] = {
@@ -168,7 +170,7 @@ class TikTokShopSimulator(Simulator):
         if message["type"] == 6:
             self.deauthorize(str(message["shop_id"]))
         body = json.dumps(message, separators=(",", ":")).encode()
-        signature = webhook_signature(self.app.client_id, self.app.client_secret, body)
+        signature = tiktok_shop_webhook_signature(self.app.client_id, self.app.client_secret, body)
         return {"Authorization": signature, "Content-Type": "application/json"}, body
 
     def deauthorize(self, shop_id: str) -> int:
@@ -320,7 +322,7 @@ class TikTokShopSimulator(Simulator):
         if abs(self.clock().timestamp() - timestamp) > self.timestamp_tolerance:
             raise _Refused(36009004)
         body = b""
-        if signs_body(request.method, request.headers.get("content-type")):
+        if tiktok_shop_signs_body(request.method, request.headers.get("content-type")):
             body = await request.body()
         root = request.scope.get("root_path", "")
         full = request.url.path
@@ -329,7 +331,8 @@ class TikTokShopSimulator(Simulator):
         # A client pointed at the mount signs the path it sends; shopkeys signs the platform's.
         valid = any(
             hmac.compare_digest(
-                sign(self.app.client_secret, path, params, body).encode(), received.encode()
+                tiktok_shop_sign(self.app.client_secret, path, params, body).encode(),
+                received.encode(),
             )
             for path in {own, root + own}
         )

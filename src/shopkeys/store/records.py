@@ -33,6 +33,9 @@ class Connection:
     last_refreshed_at: datetime | None
     refresh_failures: int
     last_error: str | None
+    #: Whether a refresh token is stored: False for tokens that never expire and for grants the
+    #: platform issued without a usable refresh token.
+    refreshable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class StoredTokens:
     connection: Connection
     access_token: str = field(repr=False)
     refresh_token: str | None = field(repr=False)
+    public_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

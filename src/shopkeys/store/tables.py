@@ -53,6 +53,8 @@ class ConnectionRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     access_token: Mapped[str] = mapped_column(Text)
     refresh_token: Mapped[str | None] = mapped_column(Text)
+    # A read-only token some platforms issue beside the access token (Ecwid's storefront token).
+    public_token: Mapped[str | None] = mapped_column(Text)
     access_expires_at: Mapped[datetime | None]
     refresh_expires_at: Mapped[datetime | None]
     scopes: Mapped[list[Any]] = mapped_column(default=list)

@@ -111,30 +111,39 @@ class Vault:
     def _open(self, row_id: str, field_name: str, value: str) -> str:
         return self.keys.decrypt(value, f"connections:{row_id}:{field_name}")
 
+    def _seal_optional(self, row_id: str, field_name: str, value: str | None) -> str | None:
+        return self._seal(row_id, field_name, value) if value else None
+
+    def _open_optional(self, row_id: str, field_name: str, value: str | None) -> str | None:
+        return self._open(row_id, field_name, value) if value else None
+
     def _write_grant(self, row: ConnectionRow, grant: Grant) -> None:
         row.access_token = self._seal(row.id, "access_token", grant.access_token)
-        row.refresh_token = (
-            self._seal(row.id, "refresh_token", grant.refresh_token)
-            if grant.refresh_token
-            else None
-        )
+        row.refresh_token = self._seal_optional(row.id, "refresh_token", grant.refresh_token)
+        row.public_token = self._seal_optional(row.id, "public_token", grant.public_token)
         row.access_expires_at = grant.access_expires_at
         row.refresh_expires_at = grant.refresh_expires_at
         row.scopes = list(grant.scopes)
         row.metadata_ = dict(grant.raw)
 
     async def upsert_connection(
-        self, grant: Grant, account: Account, *, end_user_id: str | None
+        self,
+        grant: Grant,
+        account: Account,
+        *,
+        end_user_id: str | None,
+        source: str | None = None,
     ) -> tuple[Connection, bool]:
         """Store a new grant for (provider, account); True when the connection is new.
 
         Reconnecting a store updates its connection (new tokens, active again) rather than
-        adding a second one.
+        adding a second one; an `end_user_id` of None keeps the end user it had. `source` names
+        where the grant came from (an app market install, say) in the event.
         """
         for attempt in range(2):
             try:
                 return await self._retrying(
-                    lambda session: self._upsert(session, grant, account, end_user_id)
+                    lambda session: self._upsert(session, grant, account, end_user_id, source)
                 )
             except IntegrityError:
                 # Two callbacks for the same new store raced; the second becomes an update.
@@ -143,7 +152,12 @@ class Vault:
         raise AssertionError("unreachable")
 
     async def _upsert(
-        self, session: AsyncSession, grant: Grant, account: Account, end_user_id: str | None
+        self,
+        session: AsyncSession,
+        grant: Grant,
+        account: Account,
+        end_user_id: str | None,
+        source: str | None,
     ) -> tuple[Connection, bool]:
         now = self.clock()
         row = await session.scalar(
@@ -178,9 +192,10 @@ class Vault:
         row.last_error = None
         row.next_refresh_at = None
         await session.flush()
-        session.add(
-            _event(row, "connected" if created else "reconnected", now, {"version": row.version})
-        )
+        detail: dict[str, Any] = {"version": row.version}
+        if source:
+            detail["source"] = source
+        session.add(_event(row, "connected" if created else "reconnected", now, detail))
         record = _connection(row)
         self._after_commit(session, row.id)
         return record, created
@@ -229,9 +244,8 @@ class Vault:
         return StoredTokens(
             connection=_connection(row),
             access_token=self._open(row.id, "access_token", row.access_token),
-            refresh_token=self._open(row.id, "refresh_token", row.refresh_token)
-            if row.refresh_token
-            else None,
+            refresh_token=self._open_optional(row.id, "refresh_token", row.refresh_token),
+            public_token=self._open_optional(row.id, "public_token", row.public_token),
         )
 
     async def list_connections(
@@ -291,12 +305,16 @@ class Vault:
             if not hmac.compare_digest(current, used):
                 raise VersionConflict(connection_id)
             now = self.clock()
-            # Platforms that do not rotate may leave the refresh token out: keep ours.
+            # Platforms that do not rotate may leave the refresh token out: keep ours. A public
+            # token comes only with an authorization, so a refresh keeps the one stored.
             grant_to_store = (
                 grant
                 if grant.refresh_token
                 else _with_refresh_token(grant, current, row.refresh_expires_at)
             )
+            if grant_to_store.public_token is None and row.public_token:
+                public = self._open(row.id, "public_token", row.public_token)
+                grant_to_store = replace(grant_to_store, public_token=public)
             self._write_grant(row, grant_to_store)
             row.version += 1
             row.status = ACTIVE
@@ -336,6 +354,29 @@ class Vault:
 
         return await self._retrying(work)
 
+    async def set_end_user(self, connection_id: str, end_user_id: str | None) -> Connection | None:
+        """Give the connection to `end_user_id` (None: to nobody); None when there is no such one.
+
+        Records an `end_user_changed` event naming both end users, unless nothing changed.
+        """
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.end_user_id == end_user_id:
+                return _connection(row)
+            now = self.clock()
+            detail = {"from": row.end_user_id, "to": end_user_id}
+            row.end_user_id = end_user_id
+            row.updated_at = now
+            await session.flush()
+            session.add(_event(row, "end_user_changed", now, detail))
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._retrying(work)
+
     async def import_connection(
         self, grant: Grant, account: Account, *, end_user_id: str | None
     ) -> tuple[Connection, bool]:
@@ -353,7 +394,11 @@ class Vault:
                 row = await session.get(ConnectionRow, connection_id, with_for_update=True)
                 if row is None:
                     return False
-                fields = [("access_token", row.access_token), ("refresh_token", row.refresh_token)]
+                fields = [
+                    ("access_token", row.access_token),
+                    ("refresh_token", row.refresh_token),
+                    ("public_token", row.public_token),
+                ]
                 current = all(v is None or self.keys.is_current(v) for _, v in fields)
                 if current:
                     return False
@@ -555,6 +600,7 @@ def _connection(row: ConnectionRow) -> Connection:
         last_refreshed_at=row.last_refreshed_at,
         refresh_failures=row.refresh_failures,
         last_error=row.last_error,
+        refreshable=row.refresh_token is not None,
     )
 
 

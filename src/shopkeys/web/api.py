@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from shopkeys.errors import AuthorizationDead, ProviderError
-from shopkeys.grant import Account, Grant
+from shopkeys.grant import Grant
+from shopkeys.importing import ImportRefused, import_grant
 from shopkeys.providers import NAMES
 from shopkeys.runtime import Runtime
 from shopkeys.store.records import ApiKey
@@ -16,6 +16,7 @@ from shopkeys.web.hot_path import render
 from shopkeys.web.schemas import (
     ConnectionOut,
     ConnectionPage,
+    ConnectionPatch,
     ConnectSessionRequest,
     ConnectSessionResponse,
     EventOut,
@@ -28,13 +29,6 @@ from shopkeys.web.security import require, runtime_of
 
 router = APIRouter(prefix="/v1")
 health_router = APIRouter()
-
-#: Platforms whose "who is this" answer does not name the account: an import must say it.
-ACCOUNT_ID_REQUIRED = {
-    "aliexpress": "the seller id",
-    "tiktok_shop": "the seller's open_id",
-    "ecwid": "the store id",
-}
 
 Admin = Annotated[ApiKey, Depends(require("admin"))]
 Reader = Annotated[ApiKey, Depends(require("read"))]
@@ -134,14 +128,6 @@ async def import_connection(
     provider = runtime.providers.get(body.provider)
     if provider is None:
         raise ApiError(404, "not_configured", f"{body.provider} is not configured")
-    if body.provider in ACCOUNT_ID_REQUIRED and not body.account_id:
-        # Without it the connection would be stored under an empty account id.
-        raise ApiError(
-            400,
-            "account_id_required",
-            f"{provider.display_name} cannot tell whose token this is: send account_id "
-            f"({ACCOUNT_ID_REQUIRED[body.provider]})",
-        )
     grant = Grant(
         provider=body.provider,
         access_token=body.access_token,
@@ -154,21 +140,11 @@ async def import_connection(
         raw={"imported": True},
     )
     try:
-        account = await provider.identify(runtime.http, grant)
-    except AuthorizationDead as exc:
-        # The platform refuses the token itself: the request is wrong, not a connection dead.
-        raise ApiError(
-            400, "invalid_token", f"{provider.display_name} does not accept this token ({exc})"
-        ) from exc
-    except ProviderError:
-        if not body.account_id:
-            raise
-        account = Account(account_id=body.account_id, name=body.account_name)
-    if not account.account_id:
-        raise ApiError(400, "account_id_required", "send account_id: the platform named no account")
-    connection, created = await runtime.vault.import_connection(
-        grant, account, end_user_id=body.end_user_id
-    )
+        connection, created = await import_grant(
+            runtime.vault, provider, runtime.http, grant, end_user_id=body.end_user_id
+        )
+    except ImportRefused as exc:
+        raise ApiError(400, exc.reason, exc.message) from exc
     return ImportResponse(connection=ConnectionOut.of(connection), created=created)
 
 
@@ -181,6 +157,22 @@ async def import_connection(
 async def get_connection(connection_id: str, runtime: RuntimeDep, _key: Reader) -> ConnectionOut:
     """One connection, without its tokens."""
     connection = await runtime.vault.get(connection_id)
+    if connection is None:
+        raise ApiError(404, "not_found", f"no connection {connection_id}")
+    return ConnectionOut.of(connection)
+
+
+@router.patch(
+    "/connections/{connection_id}",
+    tags=["connections"],
+    response_model=ConnectionOut,
+    responses=responses(401, 403, 404),
+)
+async def update_connection(
+    connection_id: str, body: ConnectionPatch, runtime: RuntimeDep, _key: Admin
+) -> ConnectionOut:
+    """Give the connection to an end user: claims a store installed from an app market."""
+    connection = await runtime.vault.set_end_user(connection_id, body.end_user_id)
     if connection is None:
         raise ApiError(404, "not_found", f"no connection {connection_id}")
     return ConnectionOut.of(connection)
@@ -206,7 +198,11 @@ async def delete_connection(connection_id: str, runtime: RuntimeDep, _key: Admin
     responses=responses(401, 403, 404, 409, 429, 502),
 )
 async def refresh_connection(connection_id: str, runtime: RuntimeDep, _key: Admin) -> ConnectionOut:
-    """Refresh the tokens now, whatever their remaining life."""
+    """Refresh the tokens now, whatever their remaining life.
+
+    409 `not_refreshable` when there is nothing to refresh (tokens that never expire, or a grant
+    without a refresh token); 409 `needs_reauth` when the platform says the grant is dead.
+    """
     await runtime.tokens.refresh(connection_id)
     connection = await runtime.vault.get(connection_id)
     if connection is None:

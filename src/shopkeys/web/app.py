@@ -23,7 +23,7 @@ from shopkeys.config import Settings
 from shopkeys.connect import ConnectError
 from shopkeys.errors import NotSupported, ProviderError
 from shopkeys.redact import guard_logs
-from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable
+from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.runtime import open_runtime
 from shopkeys.sandbox import Sandbox, build_sandbox, point_at_sandbox
 from shopkeys.web import api, hot_path, pages
@@ -94,6 +94,7 @@ def create_app(
         NotSupported,
         ConnectionNotFound,
         ConnectionUnusable,
+        NotRefreshable,
     ):
         app.add_exception_handler(kind, _problem)
     # Every API failure has the one error shape, FastAPI's own 404/405/422 included.

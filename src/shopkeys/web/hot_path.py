@@ -40,15 +40,7 @@ _NO_STORE = {"cache-control": "no-store"}
 @lru_cache(maxsize=32_768)
 def render(token: FreshToken) -> bytes:
     """The JSON body for a token; cached, since the same token is served many times over."""
-    return json.dumps(
-        {
-            "access_token": token.access_token,
-            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-            "provider": token.provider,
-            "account_id": token.account_id,
-            "connection_id": token.connection_id,
-        }
-    ).encode()
+    return json.dumps(token.to_json()).encode()
 
 
 def openapi_operation() -> dict[str, Any]:
@@ -60,7 +52,8 @@ def openapi_operation() -> dict[str, Any]:
             "summary": "A valid access token for the connection",
             "description": "Returns the stored access token when it has enough life left, "
             "otherwise refreshes it first (once, however many callers ask at the same time). "
-            "`expires_at` is null for tokens that do not expire (Ecwid).",
+            "`expires_at` is null for tokens that do not expire (Ecwid). `public_token` is "
+            "present when the platform issued one (Ecwid apps with `public_storefront`).",
             "operationId": "get_connection_token",
             "security": [{"ApiKey": []}],
             "parameters": [

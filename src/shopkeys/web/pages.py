@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -12,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from shopkeys.connect import ConnectError
 from shopkeys.providers import NAMES, get
+from shopkeys.store.records import Connection
 from shopkeys.web.security import runtime_of
 
 log = logging.getLogger("shopkeys.web")
@@ -36,7 +38,12 @@ async def home(request: Request) -> Response:
     return templates.TemplateResponse(
         request,
         "home.html",
-        {"platforms": platforms, "connections": connections, "sandbox": sandbox},
+        {
+            "platforms": platforms,
+            "connections": connections,
+            "sandbox": sandbox,
+            "ecwid_configured": "ecwid" in runtime.providers,
+        },
     )
 
 
@@ -84,8 +91,14 @@ async def oauth_callback(request: Request, provider: str) -> Response:
         log.info("callback for %s refused: %s", provider, exc.reason)
         return _result(request, exc.status, "The store was not connected", exc.message)
     log.info(
-        "connected %s account %s as %s", provider, done.connection.account_id, done.connection.id
+        "%s %s account %s as %s",
+        "installed" if done.installed else "connected",
+        provider,
+        done.connection.account_id,
+        done.connection.id,
     )
+    if done.session is None:
+        return _installed(request, done.connection, runtime.settings.install_return_url(provider))
     return_to = runtime.connect.safe_return_to(done.session.return_to)
     if return_to:
         separator = "&" if "?" in return_to else "?"
@@ -101,6 +114,29 @@ async def oauth_callback(request: Request, provider: str) -> Response:
         connection=done.connection,
         token_url=f"{runtime.settings.public_url.rstrip('/')}/v1/connections/"
         f"{done.connection.id}/token",
+    )
+
+
+def _installed(request: Request, connection: Connection, return_url: str | None) -> Response:
+    """After an app market install: the operator's page for it, or shopkeys' own."""
+    if return_url:
+        query = urlencode(
+            {
+                "connection_id": connection.id,
+                "provider": connection.provider,
+                "account_id": connection.account_id,
+            }
+        )
+        separator = "&" if "?" in return_url else "?"
+        return RedirectResponse(f"{return_url}{separator}{query}", status_code=303)
+    name = connection.account_name or connection.account_id
+    return _result(
+        request,
+        200,
+        "App installed",
+        f"{name} is connected. Go back to the app to finish setting it up; it will link the "
+        "store to your account there.",
+        installed=connection,
     )
 
 

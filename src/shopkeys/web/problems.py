@@ -6,7 +6,7 @@ from starlette.responses import JSONResponse
 
 from shopkeys.connect import ConnectError
 from shopkeys.errors import AuthorizationDead, NotSupported, ProviderError, RateLimited
-from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable
+from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.web.errors import ApiError, error_response
 
 
@@ -16,6 +16,8 @@ def problem_response(exc: Exception) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, ConnectionNotFound):
         return error_response(404, "not_found", str(exc))
+    if isinstance(exc, NotRefreshable):
+        return error_response(409, "not_refreshable", str(exc))
     if isinstance(exc, ConnectionUnusable):
         return error_response(409, "needs_reauth", str(exc))
     if isinstance(exc, AuthorizationDead):

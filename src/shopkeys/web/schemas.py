@@ -55,6 +55,10 @@ class ConnectionOut(BaseModel):
     last_refreshed_at: datetime | None
     refresh_failures: int
     last_error: str | None
+    refreshable: bool = Field(
+        description="false: no refresh token is stored (the token never expires, or the "
+        "platform issued none that works)"
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -72,6 +76,11 @@ class TokenOut(BaseModel):
     provider: str
     account_id: str
     connection_id: str
+    public_token: str | None = Field(
+        default=None,
+        description="Present when the platform issued a public, read-only token with the "
+        "authorization (Ecwid's storefront token); it never expires",
+    )
 
 
 class ImportRequest(BaseModel):
@@ -90,6 +99,16 @@ class ImportRequest(BaseModel):
     account_name: str | None = None
     end_user_id: str | None = None
     scopes: list[str] = Field(default_factory=list)
+
+
+class ConnectionPatch(BaseModel):
+    """Changes to a connection: who it belongs to (claim a store installed from an app market)."""
+
+    end_user_id: str | None = Field(
+        min_length=1,
+        max_length=255,
+        description="Your id for the merchant; null leaves the connection without one",
+    )
 
 
 class ImportResponse(BaseModel):
