@@ -751,3 +751,46 @@ async def test_no_secret_in_logs_or_errors(
     for text in texts:
         for secret in secrets:
             assert secret and secret not in text
+
+
+# -- the Open API and the refresh's redirect_uri --------------------------------------------------
+
+
+async def test_open_api_needs_a_user_agent(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient
+) -> None:
+    grant = await connect(live_sandbox, http)
+    provider = shopline(live_sandbox)
+    url = provider.api_url("/token/info")
+    assert url == f"{live_sandbox.base_url(NAME)}/v1/token/info"
+    signed = await http.get(url, auth=provider.auth(grant.access_token))
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["merchant"]["_id"] == grant.account_id
+    bare = http.build_request("GET", url, headers={"Authorization": f"Bearer {grant.access_token}"})
+    del bare.headers["user-agent"]
+    refused = await http.send(bare)
+    assert refused.status_code == 400 and "User-Agent" in refused.json()["message"]
+
+
+async def test_refresh_with_the_registered_redirect_uri(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient
+) -> None:
+    grant = await connect(live_sandbox, http)
+    registered = Shopline(
+        shopline(live_sandbox).credentials,
+        base_url=live_sandbox.base_url(NAME),
+        redirect_uri=live_sandbox.redirect_uri(NAME),
+    )
+    assert grant.refresh_token
+    fresh = await registered.refresh(http, grant.refresh_token)
+    assert fresh.refresh_token and fresh.refresh_token != grant.refresh_token
+    wrong = Shopline(
+        registered.credentials,
+        base_url=live_sandbox.base_url(NAME),
+        redirect_uri="https://elsewhere.example/cb",
+    )
+    with pytest.raises(AuthorizationDead) as caught:
+        await wrong.refresh(http, fresh.refresh_token)
+    assert caught.value.code == "invalid_grant"
+    # The refused attempt did not use the refresh token up.
+    assert (await registered.refresh(http, fresh.refresh_token)).access_token

@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from pydantic import SecretStr
 
 from shopkeys.api_keys import ApiKeys
+from shopkeys.errors import AuthorizationDead
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.sandbox.core import Fault
 from shopkeys.store.vault import Vault
@@ -267,6 +268,71 @@ async def test_import_shopline_token_from_the_platform(driver: Driver) -> None:
     assert refreshed.status_code == 200, refreshed.text
     assert (await driver.token(connection["id"])).json()["access_token"] != grant.access_token
     assert await driver.kinds(connection["id"]) == ["connected", "reconnected", "refreshed"]
+
+
+async def _shopline_grant_from_outside(driver: Driver) -> Any:
+    provider = driver.live.runtime.providers["shopline"]
+    redirect_uri = driver.live.settings.redirect_uri("shopline")
+    location = await press(driver.http, provider.authorization_url("outside", redirect_uri))
+    grant = await provider.exchange_code(
+        driver.http, callback_params(location)["code"], redirect_uri
+    )
+    driver.secrets.update({grant.access_token, grant.refresh_token or ""})
+    return grant
+
+
+async def test_import_shopline_grant_whose_access_token_expired_refreshes_it(
+    driver: Driver,
+) -> None:
+    """SHOPLINE's TOKEN_EXPIRED means "refresh": a live refresh token makes the grant worth
+    importing, and the refreshed tokens are what gets stored."""
+    grant = await _shopline_grant_from_outside(driver)
+    simulator = driver.live.simulator("shopline")
+    # Past the access token's life, within the refresh token's extra day.
+    assert grant.access_expires_at is not None
+    simulator.clock.advance((grant.access_expires_at - simulator.clock()).total_seconds() + 60)
+    body = {
+        "provider": "shopline",
+        "access_token": grant.access_token,
+        "refresh_token": grant.refresh_token,
+        "end_user_id": "late-importer",
+    }
+    answer = await driver.api("POST", "/v1/connections/import", json=body)
+    assert answer.status_code == 201, answer.text
+    connection = answer.json()["connection"]
+    assert connection["account_id"] == grant.account_id and connection["status"] == "active"
+    assert connection["refreshable"] is True
+    stored = await driver.remember_tokens(connection["id"])
+    assert stored.access_token != grant.access_token
+    assert stored.refresh_token and stored.refresh_token != grant.refresh_token  # rotated
+    assert connection["metadata"]["imported"] is True
+    token = await driver.token(connection["id"])
+    assert token.json()["access_token"] == stored.access_token
+    # The old refresh token was used up by the import's refresh (SHOPLINE rotates).
+    provider = driver.live.runtime.providers["shopline"]
+    assert grant.refresh_token
+    with pytest.raises(AuthorizationDead):
+        await provider.refresh(driver.http, grant.refresh_token)
+
+
+async def test_import_of_an_expired_shopline_token_without_a_live_refresh_token(
+    driver: Driver,
+) -> None:
+    grant = await _shopline_grant_from_outside(driver)
+    simulator = driver.live.simulator("shopline")
+    assert grant.access_expires_at is not None
+    simulator.clock.advance((grant.access_expires_at - simulator.clock()).total_seconds() + 60)
+    alone = {"provider": "shopline", "access_token": grant.access_token}
+    error = assert_error(await driver.api("POST", "/v1/connections/import", json=alone), 400)
+    assert error["code"] == "invalid_token" and "no refresh token" in error["message"]
+    # Two days on, the refresh token is dead too: refused, and nothing is stored.
+    simulator.clock.advance(2 * 86_400)
+    both = {**alone, "refresh_token": grant.refresh_token}
+    error = assert_error(await driver.api("POST", "/v1/connections/import", json=both), 400)
+    assert error["code"] == "invalid_token" and "refused the refresh token" in error["message"]
+    for secret in (grant.access_token, grant.refresh_token or ""):
+        assert secret not in error["message"]
+    assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
 
 
 async def test_import_aliexpress_with_account_id(driver: Driver) -> None:
@@ -535,3 +601,68 @@ async def test_home_page_in_the_sandbox(driver: Driver) -> None:
     started = await driver.http.post(f"{driver.url}/connect/start/shopline")
     assert started.status_code == 303
     assert started.headers["location"].startswith(f"{driver.url}/connect?session=")
+
+
+async def test_a_grant_without_refresh_token_is_not_refreshable(driver: Driver) -> None:
+    """AliExpress grants with `refresh_expires_in` 0 (or imports without one): 409 on a forced
+    refresh, served while the access token lives, needs_reauth once it has run out."""
+    expires = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    connection = await import_aliexpress(
+        driver, "4000000077", access_expires_at=expires.isoformat()
+    )
+    assert connection["refreshable"] is False
+    cid = connection["id"]
+    forced = await driver.api("POST", f"/v1/connections/{cid}/refresh")
+    error = assert_error(forced, 409, "not_refreshable")
+    assert "no refresh token" in error["message"]
+    assert (await driver.token(cid)).status_code == 200
+    await driver.expire(cid)
+    dead = assert_error(await driver.token(cid), 409, "needs_reauth")
+    assert "no refresh token" in dead["message"]
+    shown = (await driver.api("GET", f"/v1/connections/{cid}")).json()
+    assert shown["status"] == "needs_reauth"
+    assert shown["last_error"] == "the grant has no refresh token"
+
+
+async def test_aliexpress_grant_that_cannot_refresh_connects_without_refresh_token(
+    driver: Driver,
+) -> None:
+    simulator = driver.live.simulator("aliexpress")
+    simulator.lifetimes.refresh = 0  # the gateway then says refresh_expires_in 0
+    connection = await driver.connect("aliexpress")
+    assert connection["refreshable"] is False and connection["refresh_expires_at"] is None
+    stored = await driver.stored(connection["id"])
+    assert stored.refresh_token is None
+    forced = await driver.api("POST", f"/v1/connections/{connection['id']}/refresh")
+    assert_error(forced, 409, "not_refreshable")
+
+
+async def test_tiktok_shop_without_a_service_id_cannot_start_a_connection(
+    database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    """No quiet fallback to the legacy page: a clear 409 naming the missing setting."""
+    from shopkeys.web import create_app
+
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        tiktok_shop_app_key="6a1b2c3d4e5f6",
+        tiktok_shop_app_secret=SecretStr("not-used"),
+    )
+    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    headers = {"Authorization": f"Bearer {SERVICE_API_KEY}"}
+    with serve(app) as url:
+        answer = await http.post(
+            f"{url}/v1/connect-sessions",
+            json={"provider": "tiktok_shop", "end_user_id": "m-1"},
+            headers=headers,
+        )
+        error = assert_error(answer, 409, "incomplete_configuration")
+        assert "SHOPKEYS_TIKTOK_SHOP_SERVICE_ID" in error["message"]
+        # The other platforms still connect.
+        ok = await http.post(
+            f"{url}/v1/connect-sessions",
+            json={"provider": "shopline", "end_user_id": "m-1"},
+            headers=headers,
+        )
+        assert ok.status_code == 201, ok.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -419,3 +420,105 @@ async def test_api_keys_are_stored_hashed(vault: Vault, engine: AsyncEngine) -> 
     revoked = await vault.revoke_api_key(value[:10])
     assert revoked is not None and revoked.revoked_at is not None
     assert await vault.revoke_api_key("key_missing") is None
+
+
+# -- public tokens, end users and old databases --------------------------------------------------
+
+
+async def test_public_token_is_sealed_kept_through_refresh_and_reencrypted(vault: Vault) -> None:
+    public = "public_" + "p" * 30
+    with_public = replace(grant("ecwid", refresh=None, access_ttl=None), public_token=public)
+    connection, _ = await vault.upsert_connection(with_public, account(), end_user_id=None)
+    assert connection.refreshable is False
+    async with vault.engine.connect() as db_connection:
+        sealed = await db_connection.scalar(select(ConnectionRow.public_token))
+    assert sealed and public not in sealed and vault.keys.is_current(sealed)
+    stored = await vault.tokens(connection.id)
+    assert stored is not None and stored.public_token == public
+    # Bound to its row and field like the other tokens: not readable as the access token.
+    with pytest.raises(DecryptionError):
+        vault.keys.decrypt(sealed, f"connections:{connection.id}:access_token")
+
+    # A refresh (on a platform that had one) keeps the public token it does not repeat.
+    refreshable, _ = await vault.upsert_connection(
+        replace(grant(account_id="p2"), public_token=public), account("p2"), end_user_id=None
+    )
+    assert refreshable.refreshable is True
+    await vault.save_refresh(
+        refreshable.id,
+        grant(account_id="p2", access="access-2-" + "b" * 20),
+        used=grant().refresh_token or "",
+    )
+    kept = await vault.tokens(refreshable.id)
+    assert kept is not None and kept.public_token == public
+    assert kept.access_token == "access-2-" + "b" * 20
+
+    vault.keys = vault.keys.with_new_primary()
+    assert await vault.reencrypt() == 2
+    async with vault.engine.connect() as db_connection:
+        for value in await db_connection.scalars(select(ConnectionRow.public_token)):
+            assert value is not None and vault.keys.is_current(value)
+    again = await vault.tokens(connection.id)
+    assert again is not None and again.public_token == public
+
+
+async def test_set_end_user_records_who_it_moved_from(vault: Vault, clock: FakeClock) -> None:
+    connection, _ = await vault.upsert_connection(grant(), account(), end_user_id=None)
+    clock.advance(5)
+    claimed = await vault.set_end_user(connection.id, "merchant-9")
+    assert claimed is not None and claimed.end_user_id == "merchant-9"
+    assert claimed.version == connection.version and claimed.updated_at == START + timedelta(seconds=5)
+    assert await vault.set_end_user(connection.id, "merchant-9") == claimed  # no change
+    released = await vault.set_end_user(connection.id, None)
+    assert released is not None and released.end_user_id is None
+    details = [(e.kind, e.detail) for e in await vault.events(connection.id)]
+    assert details[:2] == [
+        ("end_user_changed", {"from": "merchant-9", "to": None}),
+        ("end_user_changed", {"from": None, "to": "merchant-9"}),
+    ]
+    assert await vault.set_end_user("con_missing", "x") is None
+    # An install (no end user) of a claimed store keeps its end user.
+    await vault.set_end_user(connection.id, "merchant-9")
+    again, created = await vault.upsert_connection(
+        grant(), account(), end_user_id=None, source="app_market"
+    )
+    assert not created and again.end_user_id == "merchant-9"
+    latest = (await vault.events(connection.id))[0]
+    assert latest.kind == "reconnected" and latest.detail["source"] == "app_market"
+
+
+async def test_upgrade_from_0001_keeps_connections(empty_database_url: str, tmp_path: Path) -> None:
+    """A database made by the first release gains the public token column, rows intact."""
+    engine = db.create_engine(db.database_url(empty_database_url, tmp_path))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(
+                lambda sync: db.command.upgrade(db._alembic_config(sync), "0001")
+            )
+        old = Vault(engine, KeyRing.parse(TEST_KEYS))
+        assert await db.pending_migrations(engine) == ["0002"]
+        # The first release's vault wrote no public_token column; insert as it did.
+        async with engine.begin() as connection:
+            await connection.execute(
+                ConnectionRow.__table__.insert().values(
+                    id="con_old",
+                    provider="ecwid",
+                    account_id="1003",
+                    status="active",
+                    access_token=old.keys.encrypt("secret_old", "connections:con_old:access_token"),
+                    scopes=[],
+                    shops=[],
+                    metadata={},
+                    version=1,
+                    created_at=START,
+                    updated_at=START,
+                    refresh_failures=0,
+                )
+            )
+        await db.upgrade(engine)
+        assert await db.pending_migrations(engine) == []
+        stored = await old.tokens("con_old")
+        assert stored is not None and stored.access_token == "secret_old"
+        assert stored.public_token is None
+    finally:
+        await engine.dispose()

@@ -53,7 +53,7 @@ async def healthz(runtime: RuntimeDep) -> Health:
     tags=["connect"],
     status_code=201,
     response_model=ConnectSessionResponse,
-    responses=responses(400, 401, 403, 404),
+    responses=responses(400, 401, 403, 404, 409),
 )
 async def create_connect_session(
     body: ConnectSessionRequest, runtime: RuntimeDep, _key: Admin

@@ -32,7 +32,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or invalid API key",
         403: "The API key's scope does not allow this",
         404: "Not found",
-        409: "The connection cannot give a token (needs re-authorization)",
+        409: "Conflict: the connection needs re-authorization or has nothing to refresh, or "
+        "the platform's configuration is incomplete",
         429: "The platform rate-limits this app",
         502: "The platform failed or refused",
     }
