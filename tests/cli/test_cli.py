@@ -14,8 +14,10 @@ from sqlalchemy import select
 from shopkeys.api_keys import ApiKeys
 from shopkeys.cli import connections as connections_cli
 from shopkeys.crypto import KEY_FILE_NAME, KeyRing
+from shopkeys.grant import Account, Grant
 from shopkeys.runtime import open_runtime
-from shopkeys.store.tables import ConnectionRow
+from shopkeys.store.records import Connection, Event
+from shopkeys.store.tables import AuthSessionRow, ConnectionRow
 from tests.cli.conftest import Cli
 from tests.conftest import LiveSandbox
 
@@ -27,6 +29,7 @@ COMMANDS = [
     "show",
     "token",
     "refresh",
+    "claim",
     "disconnect",
     "import",
     "keys",
