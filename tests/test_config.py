@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from pydantic import ValidationError
 
 from shopkeys.config import DEFAULT_PUBLIC_URL, Settings
 from shopkeys.credentials import PROVIDER_NAMES
@@ -121,8 +123,6 @@ def test_redirect_uri_format(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_public_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pydantic import ValidationError
-
     monkeypatch.setenv("SHOPKEYS_PUBLIC_URL", "keys.example.com")
     with pytest.raises(ValidationError, match="http"):
         Settings()
@@ -130,7 +130,15 @@ def test_public_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unknown_platform_is_refused() -> None:
     settings = Settings()
-    for method in (settings.credentials, settings.base_url, settings.scopes, settings.redirect_uri):
+    for method in (
+        settings.credentials,
+        settings.base_url,
+        settings.scopes,
+        settings.redirect_uri,
+        settings.hosts,
+        settings.region,
+        settings.install_return_url,
+    ):
         with pytest.raises(KeyError, match="unknown provider"):
             method("shopify")
 
@@ -163,3 +171,133 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SHOPKEYS_SHOPLINE_CLIENT_ID", "from-env")
     override = Settings().credentials("shopline")
     assert override is not None and override.client_id == "from-env"
+
+
+# -- single hosts, regions, the Ecwid install return URL, and the providers built from them ------
+
+
+def test_tiktok_shop_hosts_replace_single_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_AUTHORIZE_URL", "https://authorize.example/")
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_TOKEN_URL", "https://token.example//")
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_API_URL", "http://127.0.0.1:9000/api/")
+    # The base URL replaces every host at once: it is no role of its own.
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_BASE_URL", "http://127.0.0.1:9000/sandbox/")
+    # Other `_URL` settings of a platform are not hosts either.
+    monkeypatch.setenv("SHOPKEYS_ECWID_INSTALL_RETURN_URL", "https://app.example.com/welcome")
+    monkeypatch.setenv("SHOPKEYS_ECWID_BASE_URL", "https://ecwid.example")
+    settings = Settings()
+    assert settings.hosts("tiktok_shop") == {
+        "authorize": "https://authorize.example",
+        "token": "https://token.example",
+        "api": "http://127.0.0.1:9000/api",
+    }
+    for other in ("aliexpress", "shopline", "ecwid"):
+        assert settings.hosts(other) == {}, other
+
+
+def test_hosts_hold_only_the_roles_that_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().hosts("tiktok_shop") == {}
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_TOKEN_URL", "https://token.example")
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_API_URL", "")  # empty means unset
+    assert Settings().hosts("tiktok_shop") == {"token": "https://token.example"}
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "SHOPKEYS_TIKTOK_SHOP_AUTHORIZE_URL",
+        "SHOPKEYS_TIKTOK_SHOP_TOKEN_URL",
+        "SHOPKEYS_TIKTOK_SHOP_API_URL",
+        "SHOPKEYS_ECWID_INSTALL_RETURN_URL",
+    ],
+)
+@pytest.mark.parametrize("value", ["auth.tiktok-shops.com", "ftp://files.example", "https://"])
+def test_host_and_return_urls_must_be_http(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match="http") as raised:
+        Settings()
+    field = variable.removeprefix("SHOPKEYS_").lower()
+    assert [error["loc"] for error in raised.value.errors()] == [(field,)]
+
+
+def test_region_is_lower_cased_and_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().region("tiktok_shop") is None
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", " US ")
+    settings = Settings()
+    assert settings.region("tiktok_shop") == "us"
+    for other in ("aliexpress", "shopline", "ecwid"):
+        assert settings.region(other) is None, other
+    for blank in ("", "   "):
+        monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", blank)
+        assert Settings().region("tiktok_shop") is None, repr(blank)
+
+
+def test_install_return_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().install_return_url("ecwid") is None
+    monkeypatch.setenv("SHOPKEYS_ECWID_INSTALL_RETURN_URL", "https://app.example.com/welcome")
+    settings = Settings()
+    assert settings.install_return_url("ecwid") == "https://app.example.com/welcome"
+    for other in ("aliexpress", "tiktok_shop", "shopline"):
+        assert settings.install_return_url(other) is None, other
+
+
+def _with_all_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ALL_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SHOPKEYS_PUBLIC_URL", "https://keys.example.com")
+
+
+def test_built_providers_use_the_region_and_the_redirect_uri(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shopkeys.providers.tiktok_shop import SHOPS_PATH, TOKEN_GET_PATH, TOKEN_REFRESH_PATH
+    from shopkeys.runtime import build_providers
+
+    _with_all_credentials(monkeypatch)
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", "US")
+    settings = Settings()
+    providers = build_providers(settings)
+    assert set(providers) == {"aliexpress", "tiktok_shop", "shopline", "ecwid"}
+
+    tiktok = providers["tiktok_shop"]
+    url = urlsplit(tiktok.authorization_url("state-1", settings.redirect_uri("tiktok_shop")))
+    assert (url.scheme, url.netloc, url.path) == (
+        "https",
+        "services.us.tiktokshop.com",
+        "/open/authorize",
+    )
+    assert parse_qs(url.query) == {"service_id": ["tt-service"], "state": ["state-1"]}
+    # Only the authorization page is regional: tokens and the API stay on the global hosts.
+    assert tiktok.url("token", TOKEN_GET_PATH) == "https://auth.tiktok-shops.com" + TOKEN_GET_PATH
+    assert tiktok.url("token", TOKEN_REFRESH_PATH).startswith("https://auth.tiktok-shops.com/")
+    assert tiktok.url("api", SHOPS_PATH).startswith("https://open-api.tiktokglobalshop.com/")
+
+    shopline = providers["shopline"]
+    assert shopline.redirect_uri == settings.redirect_uri("shopline")
+    assert shopline.redirect_uri == "https://keys.example.com/oauth/callback/shopline"
+
+
+def test_built_providers_without_a_region_and_with_one_host_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shopkeys.providers.tiktok_shop import TOKEN_GET_PATH
+    from shopkeys.runtime import build_providers
+
+    _with_all_credentials(monkeypatch)
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_TOKEN_URL", "https://token.example/")
+    tiktok = build_providers(Settings())["tiktok_shop"]
+    assert urlsplit(tiktok.authorization_url("s", "unused")).netloc == "services.tiktokshop.com"
+    assert tiktok.url("token", TOKEN_GET_PATH) == "https://token.example" + TOKEN_GET_PATH
+    assert tiktok.url("api", "/x").startswith("https://open-api.tiktokglobalshop.com/")
+
+
+def test_an_unknown_region_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopkeys.errors import ConfigurationError
+    from shopkeys.runtime import build_providers
+
+    _with_all_credentials(monkeypatch)
+    monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", "eu")
+    with pytest.raises(ConfigurationError, match="region 'eu'"):
+        build_providers(Settings())

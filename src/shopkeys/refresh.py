@@ -21,6 +21,7 @@ import httpx2
 
 from shopkeys.clock import Clock, utc_now
 from shopkeys.errors import AuthorizationDead, ProviderError, ShopkeysError
+from shopkeys.providers import get as platform_class
 from shopkeys.providers.base import Provider
 from shopkeys.store.records import ACTIVE, Connection, StoredTokens
 from shopkeys.store.vault import Vault, VersionConflict
@@ -194,11 +195,13 @@ class TokenService:
         or the grant came without a usable refresh token.
         """
         stored = await self._load(connection_id)
-        provider = self.providers.get(stored.connection.provider)
-        if provider is not None and not provider.refreshable:
+        # The class, not the configured client: the platform's tokens never expire whether or
+        # not its app is configured here.
+        platform = platform_class(stored.connection.provider)
+        if not platform.refreshable:
             raise NotRefreshable(
                 stored.connection,
-                f"{provider.display_name} access tokens do not expire: there is nothing to refresh",
+                f"{platform.display_name} access tokens do not expire: there is nothing to refresh",
             )
         if stored.refresh_token is None:
             raise NotRefreshable(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -367,6 +368,252 @@ async def _complete_latest_session(cli: Cli) -> None:
         await rt.close()
 
 
+# -- claim, refreshes that cannot happen, public tokens ------------------------------------------
+
+
+def ecwid_grant(store_id: str, *, public_token: str | None = None) -> Grant:
+    """An Ecwid grant as the platform issues it: no expiry, no refresh token."""
+    return Grant(
+        provider="ecwid",
+        access_token=f"secret_{store_id}_access",
+        refresh_token=None,
+        access_expires_at=None,
+        refresh_expires_at=None,
+        scopes=["read_store_profile"],
+        account_id=store_id,
+        public_token=public_token,
+    )
+
+
+def store_connection(cli: Cli, grant: Grant, *, end_user: str | None = None) -> str:
+    """Store `grant` through the vault (as an App Market install would, with no end user)."""
+
+    async def write() -> str:
+        rt = await open_runtime(cli.settings())
+        try:
+            account = Account(account_id=grant.account_id, name=f"Store {grant.account_id}")
+            connection, created = await rt.vault.upsert_connection(
+                grant, account, end_user_id=end_user
+            )
+            assert created
+            return connection.id
+        finally:
+            await rt.close()
+
+    result: str = cli.run(write())
+    return result
+
+
+def read_connection(cli: Cli, connection_id: str) -> tuple[Connection, list[Event]]:
+    """The connection as stored, and its events (newest first)."""
+
+    async def read() -> tuple[Connection, list[Event]]:
+        rt = await open_runtime(cli.settings())
+        try:
+            connection = await rt.vault.get(connection_id)
+            assert connection is not None
+            return connection, await rt.vault.events(connection_id)
+        finally:
+            await rt.close()
+
+    result: tuple[Connection, list[Event]] = cli.run(read())
+    return result
+
+
+def end_user_changes(events: list[Event]) -> list[dict[str, object]]:
+    """The `end_user_changed` events' details, oldest first."""
+    return [e.detail for e in reversed(events) if e.kind == "end_user_changed"]
+
+
+def test_claim_gives_a_connection_to_an_end_user_and_release_takes_it_back(db_cli: Cli) -> None:
+    connection_id = store_connection(db_cli, ecwid_grant("1001"))
+    assert read_connection(db_cli, connection_id)[0].end_user_id is None
+
+    claimed = db_cli("claim", connection_id, "merchant-9")
+    assert claimed.exit_code == 0, claimed.stderr
+    assert f"{connection_id} (1001) now belongs to merchant-9" in claimed.stdout
+    connection, events = read_connection(db_cli, connection_id)
+    assert connection.end_user_id == "merchant-9"
+    assert end_user_changes(events) == [{"from": None, "to": "merchant-9"}]
+    shown = db_cli("show", connection_id)
+    assert re.search(r"end user\s*│\s*merchant-9\b", shown.stdout), shown.stdout
+    assert "end_user_changed" in shown.stdout
+    assert connection_id in db_cli("list", "--end-user", "merchant-9").stdout
+
+    # The same end user again changes nothing and records nothing.
+    again = db_cli("claim", connection_id, "merchant-9")
+    assert again.exit_code == 0, again.stderr
+    assert end_user_changes(read_connection(db_cli, connection_id)[1]) == [
+        {"from": None, "to": "merchant-9"}
+    ]
+
+    moved = db_cli("claim", connection_id, "merchant-10")
+    assert moved.exit_code == 0, moved.stderr
+    connection, events = read_connection(db_cli, connection_id)
+    assert connection.end_user_id == "merchant-10"
+    assert end_user_changes(events)[-1] == {"from": "merchant-9", "to": "merchant-10"}
+
+    released = db_cli("claim", connection_id, "--release")
+    assert released.exit_code == 0, released.stderr
+    assert f"{connection_id} (1001) now belongs to no end user" in released.stdout
+    connection, events = read_connection(db_cli, connection_id)
+    assert connection.end_user_id is None
+    assert end_user_changes(events) == [
+        {"from": None, "to": "merchant-9"},
+        {"from": "merchant-9", "to": "merchant-10"},
+        {"from": "merchant-10", "to": None},
+    ]
+    assert connection_id not in db_cli("list", "--end-user", "merchant-10").stdout
+    # The tokens are untouched by a change of owner.
+    assert db_cli("token", connection_id).stdout == "secret_1001_access\n"
+
+
+def test_claim_mistakes_are_one_line_and_change_nothing(db_cli: Cli) -> None:
+    connection_id = store_connection(db_cli, ecwid_grant("1001"), end_user="u1")
+    one_clear_error(db_cli("claim", connection_id), "end user", "--release")
+    one_clear_error(db_cli("claim", connection_id, "u2", "--release"), "end user", "--release")
+    one_clear_error(db_cli("claim", "con_nope", "u2"), "no connection con_nope")
+    one_clear_error(db_cli("claim", "con_nope", "--release"), "no connection con_nope")
+    one_clear_error(db_cli("claim", connection_id, "x" * 256), "255")
+    one_clear_error(db_cli("claim", connection_id, ""), "255")
+    connection, events = read_connection(db_cli, connection_id)
+    assert connection.end_user_id == "u1"
+    assert end_user_changes(events) == []
+
+    # 255 characters is the limit, not beyond it.
+    longest = db_cli("claim", connection_id, "y" * 255)
+    assert longest.exit_code == 0, longest.stderr
+    assert read_connection(db_cli, connection_id)[0].end_user_id == "y" * 255
+
+
+def _assert_untouched(cli: Cli, connection_id: str, before: tuple[str, str | None, int]) -> None:
+    """No refresh happened and none was recorded as failing."""
+    assert stored_tokens(cli, connection_id) == before
+    connection, events = read_connection(cli, connection_id)
+    assert connection.status == "active"
+    assert (connection.refresh_failures, connection.last_error) == (0, None)
+    assert [e.kind for e in events] == ["connected"]
+    assert cli("token", connection_id).stdout == before[0] + "\n"
+
+
+def test_refresh_of_tokens_that_never_expire_is_refused(
+    db_cli: Cli, live_sandbox: LiveSandbox
+) -> None:
+    db_cli.point_at(live_sandbox, "ecwid")
+    connection_id = db_cli.connect_via_sandbox("ecwid").id
+    before = stored_tokens(db_cli, connection_id)
+    result = db_cli("refresh", connection_id)
+    line = one_clear_error(result, connection_id, "not refreshable", "do not expire")
+    assert before[0] not in line
+    assert "refreshed" not in result.stdout
+    _assert_untouched(db_cli, connection_id, before)
+
+
+def test_refresh_of_a_grant_without_a_refresh_token_is_refused(db_cli: Cli) -> None:
+    # AliExpress is refreshable in general; this imported grant came without a refresh token.
+    db_cli.env["SHOPKEYS_ALIEXPRESS_APP_KEY"] = "ae-key"
+    db_cli.env["SHOPKEYS_ALIEXPRESS_APP_SECRET"] = "ae-secret"
+    imported = db_cli(
+        "import",
+        "aliexpress",
+        "--account-id",
+        "2001234567",
+        "--access-expires-at",
+        "2099-01-01T00:00:00",
+        SHOPKEYS_IMPORT_ACCESS_TOKEN="ae-imported-access",
+        SHOPKEYS_IMPORT_REFRESH_TOKEN="",
+    )
+    assert imported.exit_code == 0, imported.stderr
+    match = re.search(r"imported (con_\S+)", imported.stdout)
+    assert match is not None, imported.stdout
+    connection_id = match.group(1)
+    before = stored_tokens(db_cli, connection_id)
+    assert before[1] is None
+
+    result = db_cli("refresh", connection_id)
+    one_clear_error(result, connection_id, "not refreshable", "no refresh token")
+    assert "refreshed" not in result.stdout
+    _assert_untouched(db_cli, connection_id, before)
+
+
+def test_refresh_all_skips_what_cannot_be_refreshed(db_cli: Cli, live_sandbox: LiveSandbox) -> None:
+    db_cli.point_at(live_sandbox, "shopline", "ecwid", "aliexpress")
+    shopline_id = db_cli.connect_via_sandbox("shopline").id
+    ecwid_id = db_cli.connect_via_sandbox("ecwid").id
+    aliexpress_id = store_connection(
+        db_cli,
+        Grant(
+            provider="aliexpress",
+            access_token="ae-access",
+            refresh_token=None,
+            access_expires_at=datetime(2099, 1, 1, tzinfo=UTC),
+            refresh_expires_at=None,
+            scopes=[],
+            account_id="2001234567",
+        ),
+    )
+    ecwid_before = stored_tokens(db_cli, ecwid_id)
+    aliexpress_before = stored_tokens(db_cli, aliexpress_id)
+    shopline_access = stored_tokens(db_cli, shopline_id)[0]
+
+    result = db_cli("refresh", "--all")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "error" not in result.stderr
+
+    def line_of(connection_id: str, output: str) -> str:
+        [line] = [row for row in output.splitlines() if row.startswith(connection_id)]
+        return line
+
+    assert "skipped" in line_of(ecwid_id, result.stdout)
+    assert "do not expire" in line_of(ecwid_id, result.stdout)
+    assert "skipped" in line_of(aliexpress_id, result.stdout)
+    assert "no refresh token" in line_of(aliexpress_id, result.stdout)
+    assert "refreshed" in line_of(shopline_id, result.stdout)
+    assert stored_tokens(db_cli, shopline_id)[0] != shopline_access
+    _assert_untouched(db_cli, ecwid_id, ecwid_before)
+    _assert_untouched(db_cli, aliexpress_id, aliexpress_before)
+
+    # A real failure still fails the run; the skipped ones are still only skipped.
+    import httpx2
+
+    async def use_elsewhere(refresh_token: str) -> None:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            await live_sandbox.provider("shopline").refresh(http, refresh_token)
+
+    db_cli.run(use_elsewhere(stored_tokens(db_cli, shopline_id)[1] or ""))
+    failed = db_cli("refresh", "--all")
+    assert failed.exit_code == 1
+    assert "skipped" in line_of(ecwid_id, failed.stdout)
+    assert "skipped" in line_of(aliexpress_id, failed.stdout)
+    errors = [row for row in failed.stderr.splitlines() if row.startswith("error:")]
+    assert len(errors) == 1 and shopline_id in errors[0], failed.stderr
+
+
+def test_token_json_carries_the_public_token_only_where_there_is_one(db_cli: Cli) -> None:
+    with_public = store_connection(db_cli, ecwid_grant("1001", public_token="public_x"))
+    without = store_connection(db_cli, ecwid_grant("1002"))
+
+    document = json.loads(db_cli("token", with_public, "--format", "json").stdout)
+    assert document == {
+        "access_token": "secret_1001_access",
+        "expires_at": None,
+        "provider": "ecwid",
+        "account_id": "1001",
+        "connection_id": with_public,
+        "public_token": "public_x",
+    }
+    plain = json.loads(db_cli("token", without, "--format", "json").stdout)
+    assert "public_token" not in plain
+    assert plain["access_token"] == "secret_1002_access"
+
+    # The other formats and `show` print the access token alone, never the public token.
+    assert db_cli("token", with_public).stdout == "secret_1001_access\n"
+    env = db_cli("token", with_public, "--format", "env")
+    assert env.stdout == "ECWID_ACCESS_TOKEN=secret_1001_access\n"
+    shown = db_cli("show", with_public)
+    assert shown.exit_code == 0 and "public_x" not in shown.stdout + shown.stderr
+
+
 # -- keys, database, doctor ----------------------------------------------------------------------
 
 
@@ -463,6 +710,68 @@ def test_doctor_shows_redirect_uris_for_configured_platforms(
     assert "http://shopkeys.test/oauth/callback/tiktok_shop" in doctor.stdout
 
 
+def _tiktok_shop_row(doctor: Result) -> str:
+    [row] = [line for line in doctor.stdout.splitlines() if re.match(r"^\W*TikTok Shop\b", line)]
+    return row
+
+
+@pytest.fixture
+def tiktok_shop_app(cli: Cli) -> Cli:
+    """TikTok Shop credentials without a service id, and a migrated database."""
+    cli.env["SHOPKEYS_TIKTOK_SHOP_APP_KEY"] = "tt-key"
+    cli.env["SHOPKEYS_TIKTOK_SHOP_APP_SECRET"] = "tt-secret"
+    assert cli("db", "upgrade").exit_code == 0
+    return cli
+
+
+def test_doctor_names_the_missing_tiktok_shop_service_id(tiktok_shop_app: Cli) -> None:
+    doctor = tiktok_shop_app("doctor")
+    assert doctor.exit_code != 0, doctor.stdout
+    row = _tiktok_shop_row(doctor)
+    assert "fix" in row and "cannot connect stores" in row
+    assert "service id" in row and "SHOPKEYS_TIKTOK_SHOP_SERVICE_ID" in row
+    assert "tt-secret" not in doctor.stdout + doctor.stderr
+    assert "1 problem(s)" in doctor.stderr
+
+
+def test_doctor_names_an_unknown_tiktok_shop_region(tiktok_shop_app: Cli) -> None:
+    tiktok_shop_app.env["SHOPKEYS_TIKTOK_SHOP_SERVICE_ID"] = "7123456789"
+    doctor = tiktok_shop_app("doctor", SHOPKEYS_TIKTOK_SHOP_REGION="eu")
+    assert doctor.exit_code != 0, doctor.stdout
+    row = _tiktok_shop_row(doctor)
+    assert "fix" in row and "region 'eu'" in row and "us" in row
+    assert "SHOPKEYS_TIKTOK_SHOP_" in row
+    assert "1 problem(s)" in doctor.stderr
+
+
+@pytest.mark.parametrize("region", ["us", " US "])
+def test_doctor_accepts_tiktok_shop_with_a_service_id_in_the_us(
+    tiktok_shop_app: Cli, region: str
+) -> None:
+    tiktok_shop_app.env["SHOPKEYS_TIKTOK_SHOP_SERVICE_ID"] = "7123456789"
+    doctor = tiktok_shop_app("doctor", SHOPKEYS_TIKTOK_SHOP_REGION=region)
+    assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
+    row = _tiktok_shop_row(doctor)
+    assert "ok configured" in row
+    assert "http://shopkeys.test/oauth/callback/tiktok_shop" in row
+
+
+def test_connect_tiktok_shop_without_a_service_id_says_so(tiktok_shop_app: Cli) -> None:
+    result = tiktok_shop_app("connect", "tiktok_shop", "--no-browser", "--wait", "1")
+    one_clear_error(result, "service id", "SHOPKEYS_TIKTOK_SHOP_SERVICE_ID")
+    assert "Open this link" not in result.stdout
+
+    async def sessions() -> int:
+        rt = await open_runtime(tiktok_shop_app.settings())
+        try:
+            async with rt.engine.connect() as connection:
+                return len((await connection.execute(select(AuthSessionRow.id))).all())
+        finally:
+            await rt.close()
+
+    assert tiktok_shop_app.run(sessions()) == 0  # no link was made that could not work
+
+
 def test_doctor_fails_when_the_database_is_unreachable(cli: Cli) -> None:
     url = "postgresql://someone:hunter2secret@127.0.0.1:1/nowhere"
     result = cli("doctor", SHOPKEYS_DATABASE_URL=url)
@@ -497,3 +806,20 @@ def test_key_file_is_created_once(cli: Cli, tmp_path: Path) -> None:
     content = (cli.data_dir / KEY_FILE_NAME).read_text()
     assert cli("list").exit_code == 0
     assert (cli.data_dir / KEY_FILE_NAME).read_text() == content
+
+
+def test_end_user_ids_longer_than_the_column_are_refused_everywhere(db_cli: Cli) -> None:
+    too_long = "x" * 256
+    connect = db_cli("connect", "ecwid", "--no-browser", "--wait", "0", "--end-user", too_long)
+    one_clear_error(connect, "1 to 255 characters")
+    imported = db_cli(
+        "import",
+        "aliexpress",
+        "--account-id",
+        "4000000001",
+        "--end-user",
+        too_long,
+        SHOPKEYS_IMPORT_ACCESS_TOKEN="50000sometoken",
+    )
+    one_clear_error(imported, "1 to 255 characters")
+    assert "4000000001" not in db_cli("list").stdout

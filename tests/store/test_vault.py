@@ -467,7 +467,8 @@ async def test_set_end_user_records_who_it_moved_from(vault: Vault, clock: FakeC
     clock.advance(5)
     claimed = await vault.set_end_user(connection.id, "merchant-9")
     assert claimed is not None and claimed.end_user_id == "merchant-9"
-    assert claimed.version == connection.version and claimed.updated_at == START + timedelta(seconds=5)
+    assert claimed.version == connection.version
+    assert claimed.updated_at == START + timedelta(seconds=5)
     assert await vault.set_end_user(connection.id, "merchant-9") == claimed  # no change
     released = await vault.set_end_user(connection.id, None)
     assert released is not None and released.end_user_id is None

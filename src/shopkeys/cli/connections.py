@@ -37,6 +37,16 @@ class TokenFormat(StrEnum):
     env = "env"
 
 
+#: The longest end user id the database holds (and the API accepts).
+END_USER_MAX = 255
+
+
+def _check_end_user(value: str | None) -> str | None:
+    if value is not None and not 1 <= len(value) <= END_USER_MAX:
+        fail(f"the end user id must be 1 to {END_USER_MAX} characters")
+    return value
+
+
 def _check_provider(name: str) -> str:
     if name not in NAMES:
         fail(f"unknown platform {name!r}; choose one of {', '.join(NAMES)}")
@@ -55,6 +65,7 @@ async def connect(
     The service (`shopkeys serve`) must be running to receive the platform's callback.
     """
     _check_provider(provider)
+    _check_end_user(end_user)
     async with runtime() as rt:
         link = await rt.connect.start(provider, end_user_id=end_user)
         out.print(f"Open this link to connect a {provider} store:\n{link.url}", soft_wrap=True)
@@ -218,8 +229,7 @@ async def claim(
     """Give a connection to an end user (a store installed from an app market has none)."""
     if (end_user is None) == (not release):
         fail("give an end user id, or --release")
-    if end_user is not None and not 1 <= len(end_user) <= 255:
-        fail("the end user id must be 1 to 255 characters")
+    _check_end_user(end_user)
     async with runtime() as rt:
         connection = await rt.vault.set_end_user(connection_id, end_user)
     if connection is None:
@@ -272,6 +282,7 @@ async def import_(
     from datetime import UTC
 
     _check_provider(provider)
+    _check_end_user(end_user)
     if refresh_token is None and sys.stdin.isatty():
         # Asked only at a terminal: a script with no refresh token (Ecwid has none) must not
         # block on a prompt; Click ignores an empty SHOPKEYS_IMPORT_REFRESH_TOKEN.
