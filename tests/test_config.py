@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from shopkeys.config import DEFAULT_PUBLIC_URL, Settings
 from shopkeys.credentials import PROVIDER_NAMES
+from shopkeys.providers import NAMES, get
 
 ALL_ENV = {
     "SHOPKEYS_ALIEXPRESS_APP_KEY": "ae-key",
@@ -135,12 +136,13 @@ def test_unknown_platform_is_refused() -> None:
         settings.base_url,
         settings.scopes,
         settings.redirect_uri,
-        settings.hosts,
         settings.region,
         settings.install_return_url,
     ):
         with pytest.raises(KeyError, match="unknown provider"):
             method("shopify")
+    with pytest.raises(KeyError, match="unknown provider"):
+        settings.hosts("shopify", ["api"])
 
 
 def test_return_to_origins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +177,9 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 # -- single hosts, regions, the Ecwid install return URL, and the providers built from them ------
 
+#: Each platform's host roles, as its provider declares them.
+ROLES = {name: tuple(get(name).default_hosts) for name in NAMES}
+
 
 def test_tiktok_shop_hosts_replace_single_roles(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_AUTHORIZE_URL", "https://authorize.example/")
@@ -186,20 +191,21 @@ def test_tiktok_shop_hosts_replace_single_roles(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SHOPKEYS_ECWID_INSTALL_RETURN_URL", "https://app.example.com/welcome")
     monkeypatch.setenv("SHOPKEYS_ECWID_BASE_URL", "https://ecwid.example")
     settings = Settings()
-    assert settings.hosts("tiktok_shop") == {
+    assert settings.hosts("tiktok_shop", ROLES["tiktok_shop"]) == {
         "authorize": "https://authorize.example",
         "token": "https://token.example",
         "api": "http://127.0.0.1:9000/api",
     }
     for other in ("aliexpress", "shopline", "ecwid"):
-        assert settings.hosts(other) == {}, other
+        assert settings.hosts(other, ROLES[other]) == {}, other
 
 
 def test_hosts_hold_only_the_roles_that_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().hosts("tiktok_shop") == {}
+    roles = ROLES["tiktok_shop"]
+    assert Settings().hosts("tiktok_shop", roles) == {}
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_TOKEN_URL", "https://token.example")
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_API_URL", "")  # empty means unset
-    assert Settings().hosts("tiktok_shop") == {"token": "https://token.example"}
+    assert Settings().hosts("tiktok_shop", roles) == {"token": "https://token.example"}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import SecretStr, field_validator
@@ -103,17 +104,17 @@ class Settings(BaseSettings):
         value: str | None = getattr(self, f"{provider}_base_url")
         return value.rstrip("/") if value else None
 
-    def hosts(self, provider: str) -> dict[str, str]:
-        """Hosts set for single roles of `provider` (`SHOPKEYS_{PLATFORM}_{ROLE}_URL`)."""
+    def hosts(self, provider: str, roles: Iterable[str]) -> dict[str, str]:
+        """Hosts set for single roles of `provider` (`SHOPKEYS_{PLATFORM}_{ROLE}_URL`).
+
+        `roles` are the provider's own host roles: the platform's facts stay in its provider.
+        """
         _check(provider)
-        prefix, suffix = f"{provider}_", "_url"
         hosts: dict[str, str] = {}
-        for name in type(self).model_fields:
-            if name.startswith(prefix) and name.endswith(suffix) and name != f"{provider}_base_url":
-                role = name[len(prefix) : -len(suffix)]
-                value = getattr(self, name)
-                if value and role in _HOST_ROLES:
-                    hosts[role] = value.rstrip("/")
+        for role in roles:
+            value: str | None = getattr(self, f"{provider}_{role}_url", None)
+            if value:
+                hosts[role] = value.rstrip("/")
         return hosts
 
     def region(self, provider: str) -> str | None:
@@ -144,10 +145,6 @@ class Settings(BaseSettings):
     def allowed_return_origins(self) -> list[str]:
         origins = [o.strip().rstrip("/") for o in self.return_to_origins.split(",") if o.strip()]
         return [self.public_url.rstrip("/"), *origins]
-
-
-#: Roles a `{platform}_{role}_url` setting may replace (other `_url` settings are not hosts).
-_HOST_ROLES = frozenset({"authorize", "token", "api"})
 
 
 def _check(provider: str) -> None:

@@ -172,11 +172,35 @@ class ConnectFlow:
         return Completed(connection=connection, created=created, session=session)
 
     async def _install(self, provider: Provider, params: Mapping[str, str]) -> Completed:
-        """An app market install: no state to check, no end user; a reinstall keeps its owner."""
-        grant, account = await self._exchange(provider, params)
+        """An app market install: no state to check, no end user; a reinstall keeps its owner.
+
+        Each code is exchanged at most once (a reload of the page must not spend it again, which
+        would disable the token the first exchange stored), unless that exchange failed.
+        """
+        code = params.get("code")
+        if not code:
+            raise ConnectError("missing_code", "The callback has no authorization code.", 400)
+        marker = await self.vault.record_install(
+            provider=provider.name,
+            code_hash=fingerprint(f"install:{provider.name}:{code}"),
+            expires_at=self.clock() + STATE_LIFETIME,
+        )
+        if marker is None:
+            raise ConnectError(
+                "reused_code",
+                "This installation was already completed: go back to the app to continue.",
+                409,
+            )
+        try:
+            grant, account = await self._exchange(provider, params)
+        except ConnectError:
+            # Nothing was stored, so nothing a second exchange could disable: let it be retried.
+            await self.vault.forget_install(marker.id)
+            raise
         connection, created = await self.vault.upsert_connection(
             grant, account, end_user_id=None, source="app_market"
         )
+        await self.vault.complete_auth_session(marker.id, connection.id)
         return Completed(connection=connection, created=created, session=None)
 
     async def _exchange(

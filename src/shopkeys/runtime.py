@@ -58,7 +58,7 @@ def build_providers(settings: Settings, clock: Clock = utc_now) -> dict[str, Pro
         providers[name] = get(name)(
             credentials,
             base_url=settings.base_url(name),
-            hosts=settings.hosts(name),
+            hosts=settings.hosts(name, get(name).default_hosts),
             region=settings.region(name),
             scopes=settings.scopes(name),
             redirect_uri=settings.redirect_uri(name),
@@ -75,6 +75,8 @@ async def open_runtime(
     transport: httpx2.AsyncBaseTransport | None = None,
 ) -> Runtime:
     """Open the database (applying migrations unless told not to), keys and clients."""
+    # First: a configuration mistake must fail before anything is created or migrated.
+    providers = build_providers(settings, clock)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configured_url = settings.database_url.get_secret_value() if settings.database_url else None
     url = database_url(configured_url, settings.data_dir)
@@ -92,7 +94,6 @@ async def open_runtime(
     if migrate:
         await upgrade(engine)
     vault = Vault(engine, keys.ring, clock=clock)
-    providers = build_providers(settings, clock)
     client_options: dict[str, Any] = {"timeout": PLATFORM_TIMEOUT}
     if transport is not None:
         client_options["transport"] = transport

@@ -447,7 +447,10 @@ def test_claim_gives_a_connection_to_an_end_user_and_release_takes_it_back(db_cl
         {"from": None, "to": "merchant-9"}
     ]
 
-    moved = db_cli("claim", connection_id, "merchant-10")
+    # Taking a claimed store from its end user is deliberate: --replace.
+    one_clear_error(db_cli("claim", connection_id, "merchant-10"), "--replace")
+    assert read_connection(db_cli, connection_id)[0].end_user_id == "merchant-9"
+    moved = db_cli("claim", connection_id, "merchant-10", "--replace")
     assert moved.exit_code == 0, moved.stderr
     connection, events = read_connection(db_cli, connection_id)
     assert connection.end_user_id == "merchant-10"
@@ -481,7 +484,7 @@ def test_claim_mistakes_are_one_line_and_change_nothing(db_cli: Cli) -> None:
     assert end_user_changes(events) == []
 
     # 255 characters is the limit, not beyond it.
-    longest = db_cli("claim", connection_id, "y" * 255)
+    longest = db_cli("claim", connection_id, "y" * 255, "--replace")
     assert longest.exit_code == 0, longest.stderr
     assert read_connection(db_cli, connection_id)[0].end_user_id == "y" * 255
 

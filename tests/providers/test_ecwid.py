@@ -205,7 +205,9 @@ def test_registered_and_flags() -> None:
 # -- the code exchange --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("store_id", [None, "", "10 03", "1003/../x", "١٠٠٣", "abc"])
+@pytest.mark.parametrize(
+    "store_id", [None, "", "10 03", "1003/../x", "١٠٠٣", "abc", "0123", "1" * 13, "-5"]
+)
 async def test_exchange_needs_the_callbacks_numeric_store_id(store_id: str | None) -> None:
     seen: list[httpx2.Request] = []
     extra = {} if store_id is None else {"store_id": store_id}
@@ -213,6 +215,21 @@ async def test_exchange_needs_the_callbacks_numeric_store_id(store_id: str | Non
         with pytest.raises(BadCallback, match="store_id"):
             await provider().exchange_code(http, CODE, REDIRECT, **extra)
     # Nothing is sent: a store id that is not digits never reaches the token URL's path.
+    assert seen == []
+
+
+def test_account_ids_are_store_numbers() -> None:
+    assert provider().account_id_problem("1003") is None
+    assert provider().account_id_problem("9" * 12) is None
+    for bad in ("", "0", "01", "1" * 13, "12a", "1/2"):
+        assert provider().account_id_problem(bad) is not None, bad
+
+
+async def test_identify_never_puts_a_bad_store_id_in_a_path() -> None:
+    seen: list[httpx2.Request] = []
+    async with mock_client(answer({}), seen) as http:
+        with pytest.raises(RequestRejected, match="store id"):
+            await provider().identify(http, grant("1003/../../x"))
     assert seen == []
 
 

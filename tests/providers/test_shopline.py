@@ -285,6 +285,9 @@ TOKEN_ERRORS = [
 
 @pytest.mark.parametrize(("code", "status", "kind"), TOKEN_ERRORS)
 async def test_token_error_codes(code: str, status: int, kind: type[ProviderError]) -> None:
+    if kind is AccessExpired:
+        # From the token endpoint no access token was presented: the grant itself is gone.
+        kind = AuthorizationDead
     body = {"error": code, "error_description": "what happened"}
     with pytest.raises(kind) as caught:
         await exchange(answer(body, status))
@@ -306,6 +309,14 @@ async def test_token_info_error_codes(code: str, status: int, kind: type[Provide
             await provider().identify(http, await exchange(answer(TOKEN_BODY)))
     assert caught.value.code == code
     assert caught.value.endpoint == "token_info"
+
+
+async def test_token_expired_from_a_refresh_is_a_dead_grant() -> None:
+    body = {"error": "TOKEN_EXPIRED", "error_description": "expired"}
+    async with client(answer(body, 401)) as http:
+        with pytest.raises(AuthorizationDead) as caught:
+            await provider().refresh(http, REFRESH)
+    assert type(caught.value) is AuthorizationDead and caught.value.endpoint == "refresh"
 
 
 async def test_error_under_a_code_key_is_classified() -> None:

@@ -683,6 +683,9 @@ def test_apply_shop_cipher_adds_or_strips_it_before_signing() -> None:
     shops = httpx2.Request("GET", f"{BASE}/authorization/202309/shops?shop_cipher=stale")
     tts.apply_shop_cipher(shops, "ROW_cipher")
     assert "shop_cipher" not in shops.url.params
-    no_cipher = httpx2.Request("GET", f"{BASE}/order/202309/orders?shop_cipher=other")
-    tts.apply_shop_cipher(no_cipher, None)
-    assert "shop_cipher" not in no_cipher.url.params
+    # Without a cipher of ours, a shop-level call keeps the caller's own.
+    callers = httpx2.Request("GET", f"{BASE}/order/202309/orders?shop_cipher=other")
+    tts.apply_shop_cipher(callers, None)
+    assert callers.url.params["shop_cipher"] == "other"
+    replaced = httpx2.Request("GET", f"{BASE}/order/202309/orders?shop_cipher=other")
+    assert tts.apply_shop_cipher(replaced, "mine").url.params.get_list("shop_cipher") == ["mine"]

@@ -666,3 +666,22 @@ async def test_tiktok_shop_without_a_service_id_cannot_start_a_connection(
             headers=headers,
         )
         assert ok.status_code == 201, ok.text
+
+
+async def test_import_bounds_and_account_ids(driver: Driver) -> None:
+    base = {"provider": "aliexpress", "access_token": "50000bounds", "account_id": "4000000002"}
+    for changes in (
+        {"end_user_id": "x" * 256},
+        {"end_user_id": ""},
+        {"account_id": ""},
+        {"account_id": "9" * 129},
+        {"account_name": "n" * 256},
+    ):
+        answer = await driver.api("POST", "/v1/connections/import", json={**base, **changes})
+        assert_error(answer, 422, "invalid_request")
+    # An Ecwid store id goes into URL paths: only a real one is accepted, and nothing is sent.
+    for store in ("12/../34", "0123", "abc", "1" * 13):
+        body = {"provider": "ecwid", "access_token": "secret_x", "account_id": store}
+        error = assert_error(await driver.api("POST", "/v1/connections/import", json=body), 400)
+        assert error["code"] == "invalid_account_id" and "store id" in error["message"]
+    assert (await driver.api("GET", "/v1/connections")).json()["data"] == []

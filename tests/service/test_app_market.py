@@ -18,6 +18,7 @@ import pytest
 from shopkeys.api_keys import ApiKeys
 from shopkeys.crypto import KeyRing, load_key_ring
 from shopkeys.sandbox.browser import callback_params, press
+from shopkeys.sandbox.core import Fault
 from shopkeys.store import database as db
 from shopkeys.store.database import create_engine
 from shopkeys.store.vault import Vault
@@ -65,6 +66,8 @@ async def test_install_connects_without_an_end_user_and_the_app_claims_it(
     [connection] = await ecwid_connections(driver)
     cid = connection["id"]
     assert connection["account_id"] == body["store_id"] == params["store_id"]
+    unclaimed = await driver.api("GET", "/v1/connections", params={"claimed": "false"})
+    assert [c["id"] for c in unclaimed.json()["data"]] == [cid]
     assert connection["end_user_id"] is None and connection["status"] == "active"
     assert connection["refreshable"] is False
     [event] = await driver.events(cid)
@@ -88,6 +91,21 @@ async def test_install_connects_without_an_end_user_and_the_app_claims_it(
     by_user = await driver.api("GET", "/v1/token", params={"end_user_id": "merchant-7"})
     assert by_user.status_code == 200 and by_user.json()["connection_id"] == cid
 
+    # Another end user cannot take it without naming its current one (a stale or forged claim).
+    taken = await driver.api("PATCH", f"/v1/connections/{cid}", json={"end_user_id": "intruder"})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "already_claimed"
+    wrong = await driver.api(
+        "PATCH",
+        f"/v1/connections/{cid}",
+        json={"end_user_id": "intruder", "expected_end_user_id": "someone-else"},
+    )
+    assert wrong.status_code == 409
+    assert (await driver.api("GET", f"/v1/connections/{cid}")).json()["end_user_id"] == "merchant-7"
+    unclaimed = await driver.api("GET", "/v1/connections", params={"claimed": "false"})
+    assert unclaimed.json()["data"] == []
+    claimed_only = await driver.api("GET", "/v1/connections", params={"claimed": "true"})
+    assert [c["id"] for c in claimed_only.json()["data"]] == [cid]
+
     # Claiming again with the same end user changes nothing and records nothing.
     same = await driver.api("PATCH", f"/v1/connections/{cid}", json={"end_user_id": "merchant-7"})
     assert same.status_code == 200 and await driver.kinds(cid) == [
@@ -104,11 +122,18 @@ async def test_install_connects_without_an_end_user_and_the_app_claims_it(
     latest = (await driver.events(cid))[0]
     assert latest["kind"] == "reconnected" and latest["detail"]["source"] == "app_market"
 
-    # A code is single use: replaying the install callback is refused and writes nothing.
+    # Reloading the page (or anyone replaying its address) must not spend the code again: a
+    # second exchange would disable the token the first one stored. Refused before Ecwid is asked.
     before = await driver.snapshot()
-    replay = await driver.http.get(again)
-    assert replay.status_code == 502 and FAILED_TITLE in replay.text
+    stored = await driver.remember_tokens(cid)
+    simulator = driver.live.simulator("ecwid")
+    for _ in range(2):
+        replay = await driver.http.get(again)
+        assert replay.status_code == 409 and FAILED_TITLE in replay.text
+        assert "already completed" in replay.text
     assert await driver.snapshot() == before
+    await driver.token_works("ecwid", stored.access_token, connection["account_id"])
+    assert simulator.tokens[stored.access_token].active
 
 
 async def test_the_app_market_page_has_an_install_button(driver: Driver) -> None:
@@ -155,7 +180,14 @@ async def test_claim_is_admin_only_and_checks_its_input(driver: Driver, db_vault
     path = f"/v1/connections/{connection['id']}"
     missing = await driver.api("PATCH", "/v1/connections/con_missing", json={"end_user_id": "m"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    for bad in ({"end_user_id": ""}, {"end_user_id": "x" * 256}, {"end_user_id": 5}, {}):
+    for bad in (
+        {"end_user_id": ""},
+        {"end_user_id": "x" * 256},
+        {"end_user_id": 5},
+        {},
+        {"end_user_id": "m", "status": "revoked"},
+        {"end_user_id": "m", "expected_end_user_id": ""},
+    ):
         refused = await driver.api("PATCH", path, json=bad)
         assert refused.status_code == 422, (bad, refused.text)
         assert refused.json()["error"]["code"] == "invalid_request"
@@ -166,8 +198,17 @@ async def test_claim_is_admin_only_and_checks_its_input(driver: Driver, db_vault
         "PATCH", path, json={"end_user_id": "m"}, headers={"Authorization": f"Bearer {reader}"}
     )
     assert read_only.status_code == 403
-    # Giving it back to nobody is allowed (null).
-    released = await driver.api("PATCH", path, json={"end_user_id": None})
+    claimed = await driver.api("PATCH", path, json={"end_user_id": "m-1"})
+    assert claimed.status_code == 200 and claimed.json()["end_user_id"] == "m-1"
+    # Moving or releasing it names its current end user.
+    moved = await driver.api(
+        "PATCH", path, json={"end_user_id": "m-2", "expected_end_user_id": "m-1"}
+    )
+    assert moved.status_code == 200 and moved.json()["end_user_id"] == "m-2"
+    assert (await driver.api("PATCH", path, json={"end_user_id": None})).status_code == 409
+    released = await driver.api(
+        "PATCH", path, json={"end_user_id": None, "expected_end_user_id": "m-2"}
+    )
     assert released.status_code == 200 and released.json()["end_user_id"] is None
 
 
@@ -237,3 +278,41 @@ async def _returning(driver: Driver) -> None:
 
 def keys(tmp_path: Path) -> KeyRing:
     return load_key_ring(TEST_KEYS, tmp_path).ring
+
+
+async def test_an_install_whose_exchange_failed_can_be_retried(driver: Driver) -> None:
+    """A failed exchange stored no token, so the same callback may be tried again."""
+    simulator = driver.live.simulator("ecwid")
+    simulator.faults.set("token", Fault(status=503, times=1))
+    location, _ = await install(driver, "flaky-shop")
+    failed = await driver.http.get(location)
+    assert failed.status_code == 502 and FAILED_TITLE in failed.text
+    assert await ecwid_connections(driver) == []
+    retried = await driver.http.get(location)
+    assert retried.status_code == 200, retried.text
+    [connection] = await ecwid_connections(driver)
+    stored = await driver.remember_tokens(connection["id"])
+    await driver.token_works("ecwid", stored.access_token, connection["account_id"])
+
+
+async def test_the_install_return_url_keeps_its_fragment_last(
+    database_url: str, tmp_path: Path, http: httpx2.AsyncClient
+) -> None:
+    from shopkeys.web import create_app
+    from tests.live import reserve_socket, url_of
+
+    sock = reserve_socket()
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        public_url=url_of(sock),
+        ecwid_install_return_url="https://app.example/welcome#step-2",
+    )
+    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    with serve(app, sock) as url:
+        answer = await http.post(f"{url}/sandbox/ecwid/_sandbox/install", json={"login": "frag"})
+        done = await http.get(answer.json()["location"])
+    assert done.status_code == 303
+    target = done.headers["location"]
+    assert target.startswith("https://app.example/welcome?connection_id=con_")
+    assert target.endswith("#step-2")

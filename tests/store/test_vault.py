@@ -18,7 +18,7 @@ from shopkeys.crypto import DecryptionError, KeyRing, fingerprint
 from shopkeys.store import database as db
 from shopkeys.store.records import NEEDS_REAUTH
 from shopkeys.store.tables import ConnectionRow
-from shopkeys.store.vault import StateProblem, Vault, VersionConflict
+from shopkeys.store.vault import EndUserConflict, StateProblem, Vault, VersionConflict
 from tests.conftest import TEST_KEYS, _admin
 from tests.store.conftest import START, FakeClock, account, grant
 
@@ -453,6 +453,17 @@ async def test_public_token_is_sealed_kept_through_refresh_and_reencrypted(vault
     assert kept is not None and kept.public_token == public
     assert kept.access_token == "access-2-" + "b" * 20
 
+    # A later grant without one (a reinstall without the scope, an import) keeps it too.
+    again, created = await vault.upsert_connection(
+        grant("ecwid", refresh=None, access_ttl=None, access="secret_2"),
+        account(),
+        end_user_id=None,
+    )
+    assert not created
+    kept_again = await vault.tokens(again.id)
+    assert kept_again is not None and kept_again.public_token == public
+    assert kept_again.access_token == "secret_2"
+
     vault.keys = vault.keys.with_new_primary()
     assert await vault.reencrypt() == 2
     async with vault.engine.connect() as db_connection:
@@ -470,16 +481,28 @@ async def test_set_end_user_records_who_it_moved_from(vault: Vault, clock: FakeC
     assert claimed.version == connection.version
     assert claimed.updated_at == START + timedelta(seconds=5)
     assert await vault.set_end_user(connection.id, "merchant-9") == claimed  # no change
-    released = await vault.set_end_user(connection.id, None)
+    released = await vault.set_end_user(connection.id, None, expected="merchant-9")
     assert released is not None and released.end_user_id is None
-    details = [(e.kind, e.detail) for e in await vault.events(connection.id)]
-    assert details[:2] == [
+    details = [(e.kind, e.detail) for e in await vault.events(connection.id)][:2]
+    assert details == [
         ("end_user_changed", {"from": "merchant-9", "to": None}),
         ("end_user_changed", {"from": None, "to": "merchant-9"}),
     ]
     assert await vault.set_end_user("con_missing", "x") is None
-    # An install (no end user) of a claimed store keeps its end user.
+    # Claimed connections change hands only from the end user the caller names.
     await vault.set_end_user(connection.id, "merchant-9")
+    with pytest.raises(EndUserConflict):
+        await vault.set_end_user(connection.id, "intruder")
+    with pytest.raises(EndUserConflict):
+        await vault.set_end_user(connection.id, None)
+    with pytest.raises(EndUserConflict):
+        await vault.set_end_user(connection.id, "intruder", expected="someone-else")
+    moved = await vault.set_end_user(connection.id, "merchant-10", expected="merchant-9")
+    assert moved is not None and moved.end_user_id == "merchant-10"
+    forced = await vault.set_end_user(connection.id, None, force=True)
+    assert forced is not None and forced.end_user_id is None
+    # An install (no end user) of a claimed store keeps its end user.
+    await vault.set_end_user(connection.id, "merchant-9", force=True)
     again, created = await vault.upsert_connection(
         grant(), account(), end_user_id=None, source="app_market"
     )

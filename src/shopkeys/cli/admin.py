@@ -155,7 +155,11 @@ async def doctor() -> None:
             row(cls.display_name, None, "not configured", _credential_hint(name))
             continue
         try:
-            provider = cls(credentials, hosts=settings.hosts(name), region=settings.region(name))
+            provider = cls(
+                credentials,
+                hosts=settings.hosts(name, cls.default_hosts),
+                region=settings.region(name),
+            )
         except ConfigurationError as exc:
             row(
                 cls.display_name,

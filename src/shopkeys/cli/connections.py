@@ -21,6 +21,7 @@ from shopkeys.importing import ImportRefused, import_grant
 from shopkeys.providers import NAMES
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.store.records import STATUSES
+from shopkeys.store.vault import EndUserConflict
 
 #: Seconds between looks at the database while `connect` waits (tests make it shorter).
 POLL_INTERVAL = 1.0
@@ -225,13 +226,22 @@ async def claim(
         None, help="Your id for the merchant; leave out with --release."
     ),
     release: bool = typer.Option(False, "--release", help="Leave it without an end user."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Move it even if it belongs to another end user."
+    ),
 ) -> None:
     """Give a connection to an end user (a store installed from an app market has none)."""
     if (end_user is None) == (not release):
         fail("give an end user id, or --release")
     _check_end_user(end_user)
     async with runtime() as rt:
-        connection = await rt.vault.set_end_user(connection_id, end_user)
+        try:
+            # Releasing names nobody to hand it to, so it is always an operator's deliberate act.
+            connection = await rt.vault.set_end_user(
+                connection_id, end_user, force=replace or release
+            )
+        except EndUserConflict:
+            fail(f"{connection_id} belongs to another end user; pass --replace to move it")
     if connection is None:
         fail(f"no connection {connection_id}")
     owner = escape(connection.end_user_id) if connection.end_user_id else "no end user"

@@ -12,7 +12,10 @@ from rich.panel import Panel
 
 from shopkeys.cli.common import err, fail, load_settings, out
 from shopkeys.config import Settings
+from shopkeys.errors import ConfigurationError
+from shopkeys.providers import NAMES
 from shopkeys.redact import guard_logs
+from shopkeys.runtime import build_providers
 from shopkeys.web.pages import HOME_END_USER
 
 SANDBOX_KEY_FILE = "sandbox-api-key"
@@ -52,11 +55,14 @@ def serve(
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
         settings = settings.model_copy(update={"public_url": f"http://{shown_host}:{port}"})
     base = settings.public_url.rstrip("/")
+    try:
+        # A bad region or host setting is one line here rather than a traceback at start-up.
+        build_providers(settings)
+    except ConfigurationError as exc:
+        fail(str(exc))
     key = sandbox_api_key(settings) if sandbox else None
     app = create_app(settings, sandbox=sandbox, sandbox_api_key=key)
-    configured = [
-        n for n in ("aliexpress", "tiktok_shop", "shopline", "ecwid") if settings.credentials(n)
-    ]
+    configured = [n for n in NAMES if settings.credentials(n)]
     if sandbox:
         out.print(
             Panel.fit(

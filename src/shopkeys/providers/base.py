@@ -108,6 +108,10 @@ class Provider(ABC):
         root = self.base_url or self.hosts[role]
         return root + path
 
+    def account_id_problem(self, account_id: str) -> str | None:
+        """Why `account_id` cannot be one of this platform's account ids, or None if it can."""
+        return None
+
     def authorization_problem(self) -> str | None:
         """What keeps this app from sending merchants to authorize, or None when nothing does."""
         return None

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final
 
@@ -68,6 +69,9 @@ REST_ERROR_CLASSES: Final[Mapping[str, type[ProviderError]]] = {
     "TIMEOUT": TemporaryFailure,
     "INTERNAL_ERROR": TemporaryFailure,
 }
+
+# Store ids are positive integers (1003 in the docs, 8-9 digits today); they go into URL paths.
+_STORE_ID: Final = re.compile(r"[1-9][0-9]{0,11}")
 
 # HTTP statuses that mean "try again later" even with an unknown error code.
 _TEMPORARY_STATUSES: Final = frozenset({408, 502, 503, 504})
@@ -139,13 +143,11 @@ class Ecwid(OAuth2Provider):
             kind = OAUTH_ERROR_CLASSES.get(declined, RequestRejected)
             raise self._error(kind, endpoint, "the merchant did not authorize", code=declined)
         store_id = callback_params.get("store_id", "")
-        if not store_id.isdigit() or not store_id.isascii():
-            # The store id goes into the token URL's path, so only digits are ever sent there.
-            raise BadCallback(
-                "the callback has no valid store_id: Ecwid exchanges codes per store"
-                if not store_id
-                else "the callback's store_id is not an Ecwid store id"
-            )
+        if not store_id:
+            raise BadCallback("the callback has no store_id: Ecwid exchanges codes per store")
+        if self.account_id_problem(store_id) is not None:
+            # The store id goes into the token URL's path: only a real one is ever sent there.
+            raise BadCallback("the callback's store_id is not an Ecwid store id")
         response = await self._send(
             http,
             "POST",
@@ -176,6 +178,11 @@ class Ecwid(OAuth2Provider):
         if store_id != grant.account_id:
             raise self._protocol(endpoint, "the token belongs to another store than the callback")
         return grant
+
+    def account_id_problem(self, account_id: str) -> str | None:
+        if _STORE_ID.fullmatch(account_id) is None:
+            return "an Ecwid store id is a number (up to 12 digits, no leading zero)"
+        return None
 
     def token_url(self, store_id: str) -> str:
         """Where store `store_id`'s authorization codes are exchanged."""
@@ -215,6 +222,9 @@ class Ecwid(OAuth2Provider):
 
     async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
         endpoint = "profile"
+        invalid = self.account_id_problem(grant.account_id)
+        if invalid is not None:
+            raise self._error(RequestRejected, endpoint, invalid)
         response = await self._send(
             http,
             "GET",

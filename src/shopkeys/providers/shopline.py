@@ -33,6 +33,9 @@ from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
 #: expired." The token response does not say when, so this is how we know.
 REFRESH_GRACE = timedelta(days=1)
 
+#: Endpoints that present an access token, where `TOKEN_EXPIRED` is about that token.
+ACCESS_TOKEN_ENDPOINTS = frozenset({"token_info", "api"})
+
 #: The Open API's version prefix: `https://open.shopline.io/v1/...`.
 API_VERSION_PREFIX = "/v1"
 
@@ -183,6 +186,10 @@ class Shopline(OAuth2Provider):
         # Unknown codes are our request's fault unless proven otherwise: a temporary failure
         # would come as 5xx, which `_check_http_status` already handled.
         kind = SHOPLINE_ERROR_CLASSES.get(code, RequestRejected)
+        if kind is AccessExpired and endpoint not in ACCESS_TOKEN_ENDPOINTS:
+            # Only a call that presented an access token can be told that token expired; from
+            # the token endpoint the same words can only be about the grant itself.
+            kind = AuthorizationDead
         message = code
         for key in ("error_description", "message"):
             # Doorkeeper sometimes sends a dict of descriptions here; only a string is a message.

@@ -264,12 +264,13 @@ class TikTokShop(Provider):
     def apply_shop_cipher(self, request: httpx2.Request, cipher: str | None) -> httpx2.Request:
         """Set `shop_cipher` on a shop-level call and remove it from one that must not carry it.
 
-        Call before `sign_request`: the parameter is signed like any other.
+        With no `cipher`, a shop-level call keeps whatever the caller put there. Call before
+        `sign_request`: the parameter is signed like any other.
         """
-        url = request.url.copy_remove_param(SHOP_CIPHER_PARAMETER)
-        if cipher and needs_shop_cipher(self.platform_path(url.path), request.method):
-            url = url.copy_set_param(SHOP_CIPHER_PARAMETER, cipher)
-        request.url = url
+        if not needs_shop_cipher(self.platform_path(request.url.path), request.method):
+            request.url = request.url.copy_remove_param(SHOP_CIPHER_PARAMETER)
+        elif cipher:
+            request.url = request.url.copy_set_param(SHOP_CIPHER_PARAMETER, cipher)
         return request
 
     def sign_request(self, request: httpx2.Request, access_token: str) -> httpx2.Request:

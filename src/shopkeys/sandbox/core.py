@@ -266,6 +266,9 @@ class Simulator(ABC):
 
     name: ClassVar[str]
     display_name: ClassVar[str]
+    #: The simulated app market's page (under the simulator's mount), where the platform has
+    #: one that sends installs straight to the app; None elsewhere.
+    app_market_path: ClassVar[str | None] = None
 
     def __init__(
         self,

@@ -104,6 +104,8 @@ OAUTH_ERRORS: Final[Mapping[str, tuple[int, str]]] = {
     "server_error": (500, "Internal server error."),
 }
 
+APP_MARKET_PATH: Final = "/_sandbox/app-market"
+
 #: What the App Market install grants: the scopes an app lists on its App Market page.
 DEFAULT_INSTALL_SCOPES: Final = ("read_store_profile", "read_catalog", "read_orders")
 
@@ -136,6 +138,7 @@ class EcwidSimulator(Simulator):
 
     name: ClassVar[str] = "ecwid"
     display_name: ClassVar[str] = "Ecwid"
+    app_market_path: ClassVar[str | None] = APP_MARKET_PATH
     #: Ecwid's documented limit per access token.
     requests_per_minute: int = 600
 
@@ -263,7 +266,7 @@ class EcwidSimulator(Simulator):
     def _control_routes(self) -> list[BaseRoute]:
         return [
             *super()._control_routes(),
-            Route("/_sandbox/app-market", self._app_market, methods=["GET", "POST"]),
+            Route(APP_MARKET_PATH, self._app_market, methods=["GET", "POST"]),
             Route("/_sandbox/install", self._install_control, methods=["POST"]),
         ]
 

@@ -60,6 +60,10 @@ class VersionConflict(Exception):
     """Someone else changed the connection since it was read."""
 
 
+class EndUserConflict(Exception):
+    """The connection belongs to another end user than the one a change expected."""
+
+
 def new_id(prefix: str) -> str:
     """A random public id such as `con_3kTm...`."""
     return f"{prefix}_{secrets.token_urlsafe(12)}"
@@ -120,7 +124,10 @@ class Vault:
     def _write_grant(self, row: ConnectionRow, grant: Grant) -> None:
         row.access_token = self._seal(row.id, "access_token", grant.access_token)
         row.refresh_token = self._seal_optional(row.id, "refresh_token", grant.refresh_token)
-        row.public_token = self._seal_optional(row.id, "public_token", grant.public_token)
+        if grant.public_token:
+            # A public token comes only with some authorizations and cannot be fetched again:
+            # a grant without one (a refresh, an import, a reinstall) keeps the stored one.
+            row.public_token = self._seal(row.id, "public_token", grant.public_token)
         row.access_expires_at = grant.access_expires_at
         row.refresh_expires_at = grant.refresh_expires_at
         row.scopes = list(grant.scopes)
@@ -254,11 +261,18 @@ class Vault:
         provider: str | None = None,
         end_user_id: str | None = None,
         status: str | None = None,
+        claimed: bool | None = None,
         limit: int = 50,
         after: str | None = None,
     ) -> list[Connection]:
-        """Connections by id order, filtered, a page at a time (`after` = last id seen)."""
+        """Connections by id order, filtered, a page at a time (`after` = last id seen).
+
+        `claimed` False keeps the connections without an end user (app market installs).
+        """
         query = select(ConnectionRow).order_by(ConnectionRow.id).limit(limit)
+        if claimed is not None:
+            owner = ConnectionRow.end_user_id
+            query = query.where(owner.is_not(None) if claimed else owner.is_(None))
         if provider:
             query = query.where(ConnectionRow.provider == provider)
         if end_user_id:
@@ -305,16 +319,12 @@ class Vault:
             if not hmac.compare_digest(current, used):
                 raise VersionConflict(connection_id)
             now = self.clock()
-            # Platforms that do not rotate may leave the refresh token out: keep ours. A public
-            # token comes only with an authorization, so a refresh keeps the one stored.
+            # Platforms that do not rotate may leave the refresh token out: keep ours.
             grant_to_store = (
                 grant
                 if grant.refresh_token
                 else _with_refresh_token(grant, current, row.refresh_expires_at)
             )
-            if grant_to_store.public_token is None and row.public_token:
-                public = self._open(row.id, "public_token", row.public_token)
-                grant_to_store = replace(grant_to_store, public_token=public)
             self._write_grant(row, grant_to_store)
             row.version += 1
             row.status = ACTIVE
@@ -354,10 +364,20 @@ class Vault:
 
         return await self._retrying(work)
 
-    async def set_end_user(self, connection_id: str, end_user_id: str | None) -> Connection | None:
+    async def set_end_user(
+        self,
+        connection_id: str,
+        end_user_id: str | None,
+        *,
+        expected: str | None = None,
+        force: bool = False,
+    ) -> Connection | None:
         """Give the connection to `end_user_id` (None: to nobody); None when there is no such one.
 
-        Records an `end_user_changed` event naming both end users, unless nothing changed.
+        It changes hands only from the end user named `expected` (by default: from nobody), so
+        a stale or forged claim cannot take a store from the merchant who has it; `force` skips
+        that check (operators at the CLI). `EndUserConflict` when the check fails. Records an
+        `end_user_changed` event naming both end users, unless nothing changed.
         """
 
         async def work(session: AsyncSession) -> Connection | None:
@@ -366,6 +386,8 @@ class Vault:
                 return None
             if row.end_user_id == end_user_id:
                 return _connection(row)
+            if not force and row.end_user_id != expected:
+                raise EndUserConflict(connection_id)
             now = self.clock()
             detail = {"from": row.end_user_id, "to": end_user_id}
             row.end_user_id = end_user_id
@@ -441,6 +463,47 @@ class Vault:
             return _auth_session(row)
 
         return await self._transaction(work)
+
+    async def record_install(
+        self, *, provider: str, code_hash: str, expires_at: datetime
+    ) -> AuthSession | None:
+        """Note an app market install's code before it is exchanged; None if it was seen before.
+
+        An install has no state to use up, and a second exchange of a code can disable the token
+        the first one gave (Ecwid), so each code may start one exchange: the code's hash takes a
+        connect session's unique token column, already consumed.
+        """
+        now = self.clock()
+        row = AuthSessionRow(
+            id=new_id("in"),
+            provider=provider,
+            end_user_id=None,
+            return_to=None,
+            token_hash=code_hash,
+            created_at=now,
+            expires_at=expires_at,
+            consumed_at=now,
+        )
+
+        async def work(session: AsyncSession) -> AuthSession:
+            session.add(row)
+            await session.flush()
+            return _auth_session(row)
+
+        try:
+            return await self._transaction(work)
+        except IntegrityError:
+            return None
+
+    async def forget_install(self, session_id: str) -> None:
+        """Drop an install's record when its exchange failed, so the merchant can try again."""
+
+        async def work(session: AsyncSession) -> None:
+            row = await session.get(AuthSessionRow, session_id)
+            if row is not None:
+                await session.delete(row)
+
+        await self._transaction(work)
 
     async def auth_session_by_token(self, token_hash: str) -> AuthSession | None:
         async with self._sessions() as session:

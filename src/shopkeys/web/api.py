@@ -11,6 +11,7 @@ from shopkeys.importing import ImportRefused, import_grant
 from shopkeys.providers import NAMES
 from shopkeys.runtime import Runtime
 from shopkeys.store.records import ApiKey
+from shopkeys.store.vault import EndUserConflict
 from shopkeys.web.errors import ApiError, responses
 from shopkeys.web.hot_path import render
 from shopkeys.web.schemas import (
@@ -79,12 +80,21 @@ async def list_connections(
     ] = None,
     end_user_id: str | None = None,
     status: Literal["active", "needs_reauth", "revoked"] | None = None,
+    claimed: Annotated[
+        bool | None,
+        Query(description="false: only connections without an end user (app market installs)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     after: Annotated[str | None, Query(description="The last id of the previous page")] = None,
 ) -> ConnectionPage:
     """Connections in id order, filtered, a page at a time."""
     rows = await runtime.vault.list_connections(
-        provider=provider, end_user_id=end_user_id, status=status, limit=limit + 1, after=after
+        provider=provider,
+        end_user_id=end_user_id,
+        status=status,
+        claimed=claimed,
+        limit=limit + 1,
+        after=after,
     )
     page = rows[:limit]
     next_after = page[-1].id if len(rows) > limit else None
@@ -166,13 +176,27 @@ async def get_connection(connection_id: str, runtime: RuntimeDep, _key: Reader) 
     "/connections/{connection_id}",
     tags=["connections"],
     response_model=ConnectionOut,
-    responses=responses(401, 403, 404),
+    responses=responses(401, 403, 404, 409),
 )
 async def update_connection(
     connection_id: str, body: ConnectionPatch, runtime: RuntimeDep, _key: Admin
 ) -> ConnectionOut:
-    """Give the connection to an end user: claims a store installed from an app market."""
-    connection = await runtime.vault.set_end_user(connection_id, body.end_user_id)
+    """Give the connection to an end user: claims a store installed from an app market.
+
+    A connection that belongs to someone else changes hands only when `expected_end_user_id`
+    names its current end user (409 `already_claimed` otherwise).
+    """
+    try:
+        connection = await runtime.vault.set_end_user(
+            connection_id, body.end_user_id, expected=body.expected_end_user_id
+        )
+    except EndUserConflict:
+        raise ApiError(
+            409,
+            "already_claimed",
+            f"connection {connection_id} belongs to another end user: send its current end "
+            "user as expected_end_user_id to move it",
+        ) from None
     if connection is None:
         raise ApiError(404, "not_found", f"no connection {connection_id}")
     return ConnectionOut.of(connection)

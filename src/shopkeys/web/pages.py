@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from shopkeys.connect import ConnectError
 from shopkeys.providers import NAMES, get
+from shopkeys.sandbox.app import MOUNT_PREFIX
 from shopkeys.store.records import Connection
 from shopkeys.web.security import runtime_of
 
@@ -42,9 +44,21 @@ async def home(request: Request) -> Response:
             "platforms": platforms,
             "connections": connections,
             "sandbox": sandbox,
-            "ecwid_configured": "ecwid" in runtime.providers,
+            "app_markets": _app_markets(request, runtime.providers),
         },
     )
+
+
+def _app_markets(request: Request, configured: Mapping[str, object]) -> list[dict[str, str]]:
+    """The sandbox's simulated app markets, for platforms that send installs straight to us."""
+    sandbox = request.app.state.sandbox
+    if sandbox is None:
+        return []
+    return [
+        {"display_name": simulator.display_name, "url": f"{MOUNT_PREFIX}/{name}{path}"}
+        for name, simulator in sandbox.simulators.items()
+        if (path := simulator.app_market_path) and name in configured
+    ]
 
 
 @router.post("/connect/start/{provider}")
@@ -101,10 +115,8 @@ async def oauth_callback(request: Request, provider: str) -> Response:
         return _installed(request, done.connection, runtime.settings.install_return_url(provider))
     return_to = runtime.connect.safe_return_to(done.session.return_to)
     if return_to:
-        separator = "&" if "?" in return_to else "?"
-        return RedirectResponse(
-            f"{return_to}{separator}connection_id={done.connection.id}", status_code=303
-        )
+        target = _with_query(return_to, {"connection_id": done.connection.id})
+        return RedirectResponse(target, status_code=303)
     verb = "connected" if done.created else "reconnected"
     return _result(
         request,
@@ -120,15 +132,17 @@ async def oauth_callback(request: Request, provider: str) -> Response:
 def _installed(request: Request, connection: Connection, return_url: str | None) -> Response:
     """After an app market install: the operator's page for it, or shopkeys' own."""
     if return_url:
-        query = urlencode(
+        # Not a proof of anything: anyone can type this address. The app claims the store only
+        # if it is unclaimed, and ties it to its merchant by means of its own (docs/platforms.md).
+        target = _with_query(
+            return_url,
             {
                 "connection_id": connection.id,
                 "provider": connection.provider,
                 "account_id": connection.account_id,
-            }
+            },
         )
-        separator = "&" if "?" in return_url else "?"
-        return RedirectResponse(f"{return_url}{separator}{query}", status_code=303)
+        return RedirectResponse(target, status_code=303)
     name = connection.account_name or connection.account_id
     return _result(
         request,
@@ -138,6 +152,13 @@ def _installed(request: Request, connection: Connection, return_url: str | None)
         "store to your account there.",
         installed=connection,
     )
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    """`url` with `params` added to its query, before any fragment."""
+    parts = urlsplit(url)
+    query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
+    return urlunsplit(parts._replace(query=query))
 
 
 def _result(request: Request, status: int, title: str, message: str, **extra: Any) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shopkeys.store.records import Connection, Event
 
@@ -93,21 +93,32 @@ class ImportRequest(BaseModel):
     refresh_expires_at: datetime | None = None
     account_id: str | None = Field(
         default=None,
+        min_length=1,
+        max_length=128,
         description="The account or store id; required where the platform cannot tell "
         "(AliExpress seller id, Ecwid store id)",
     )
-    account_name: str | None = None
-    end_user_id: str | None = None
+    account_name: str | None = Field(default=None, max_length=255)
+    end_user_id: str | None = Field(default=None, min_length=1, max_length=255)
     scopes: list[str] = Field(default_factory=list)
 
 
 class ConnectionPatch(BaseModel):
     """Changes to a connection: who it belongs to (claim a store installed from an app market)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     end_user_id: str | None = Field(
         min_length=1,
         max_length=255,
         description="Your id for the merchant; null leaves the connection without one",
+    )
+    expected_end_user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Who the connection belongs to now; leave out (or null) to claim one that "
+        "belongs to nobody. A connection that belongs to someone else answers 409.",
     )
 
 
