@@ -14,7 +14,9 @@ from starlette.types import ASGIApp
 
 def reserve_socket(host: str = "127.0.0.1") -> socket.socket:
     """A listening-ready socket on a free port, so a URL can be known before the app is built."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Named as TCP so asyncio turns Nagle's algorithm off on the accepted connections, as it
+    # does for sockets it creates itself; otherwise each keep-alive request waits ~40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     return sock

@@ -199,3 +199,124 @@ def test_a_reloaded_file_missing_known_keys_is_ignored(tmp_path: Path) -> None:
     with pytest.raises(DecryptionError):
         service.decrypt(ring("k9").encrypt(TOKEN, AD), AD)
     assert service.decrypt(sealed, AD) == TOKEN
+
+
+class _Monotonic:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_running_ring_encrypts_with_a_primary_rotated_elsewhere(tmp_path: Path) -> None:
+    """A service keeps no old primary once `shopkeys keys rotate` rewrote the key file."""
+    from shopkeys.crypto import FOLLOW_EVERY
+
+    monotonic = _Monotonic()
+    service = load_key_ring(None, tmp_path, monotonic=monotonic).ring
+    old_id = service.primary.id
+    rotated = load_key_ring(None, tmp_path).ring.with_new_primary()
+    write_key_file(tmp_path / KEY_FILE_NAME, rotated)
+    # The file is looked at no more than once a second, whatever the write rate.
+    assert service.encrypt(TOKEN, AD).startswith(f"v1.{old_id}.")
+    monotonic.now += FOLLOW_EVERY
+    sealed = service.encrypt(TOKEN, AD)
+    assert sealed.startswith(f"v1.{rotated.primary.id}.")
+    assert rotated.decrypt(sealed, AD) == TOKEN
+    assert service.is_current(sealed)
+    assert [k.id for k in service.keys] == [rotated.primary.id, old_id]
+
+
+def test_follow_checks_the_key_file_now_and_keeps_retired_keys_in_memory(tmp_path: Path) -> None:
+    service = load_key_ring(None, tmp_path, monotonic=_Monotonic()).ring
+    assert service.follow() is False  # nothing changed
+    old_sealed = service.encrypt(TOKEN, AD)
+    path = tmp_path / KEY_FILE_NAME
+    rotated = load_key_ring(None, tmp_path).ring.with_new_primary()
+    write_key_file(path, rotated)
+    assert service.follow() is True
+    assert service.primary.id == rotated.primary.id
+    # `keys retire` drops the old key from the file: the ring follows the file still...
+    write_key_file(path, rotated.without(old_sealed.split(".")[1]))
+    assert service.follow() is True
+    assert [k.id for k in service.keys] == [rotated.primary.id]
+    # ...and a later rotation, while what this process wrote earlier still decrypts here.
+    again = KeyRing.parse(path.read_text()).with_new_primary()
+    write_key_file(path, again)
+    assert service.follow() is True
+    assert service.primary.id == again.primary.id
+    assert service.decrypt(old_sealed, AD) == TOKEN
+
+
+@pytest.mark.parametrize("content", ["not a key ring\n", None])
+def test_a_broken_or_missing_key_file_leaves_a_running_ring_as_it_is(
+    tmp_path: Path, content: str | None
+) -> None:
+    service = load_key_ring(None, tmp_path).ring
+    sealed = service.encrypt(TOKEN, AD)
+    path = tmp_path / KEY_FILE_NAME
+    if content is None:
+        path.unlink()
+    else:
+        path.write_text(content)
+    assert service.follow() is False
+    assert service.decrypt(service.encrypt(TOKEN, AD), AD) == TOKEN
+    assert service.decrypt(sealed, AD) == TOKEN
+
+
+def test_a_key_file_with_another_secret_under_a_known_id_is_ignored(tmp_path: Path) -> None:
+    service = load_key_ring(None, tmp_path).ring
+    primary = service.primary
+    # Another `k1` (a fresh data directory's key file copied over ours, say).
+    write_key_file(tmp_path / KEY_FILE_NAME, KeyRing([Key("k2", SECRET), Key(primary.id, SECRET)]))
+    assert service.follow() is False
+    assert service.primary == primary
+
+
+def test_new_primaries_never_reuse_a_retired_id() -> None:
+    keys = ring("k3", "k2").without("k2")
+    assert keys.with_new_primary().primary.id == "k4"
+    assert ring("ktest").with_new_primary().primary.id == "k2"
+
+
+def test_without_refuses_the_primary_and_unknown_ids() -> None:
+    keys = ring("k2", "k1")
+    assert [k.id for k in keys.without("k1").keys] == ["k2"]
+    with pytest.raises(ConfigurationError, match="primary"):
+        keys.without("k2")
+    with pytest.raises(ConfigurationError, match="k9"):
+        keys.without("k9")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("v1.k2.AAAA", "k2"),
+        ("v1.ktest.AAAA", "ktest"),
+        # Never a piece of something that is not a ciphertext (a JWT stored by mistake).
+        ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", None),
+        ("v1.bad id.AAAA", None),
+        ("plain", None),
+    ],
+)
+def test_key_id_of(value: str, expected: str | None) -> None:
+    assert KeyRing.key_id_of(value) == expected
+
+
+def test_a_key_file_created_by_another_process_first_is_the_one_used(tmp_path: Path) -> None:
+    """Two processes starting at once on a fresh data directory end up with the same key."""
+    from shopkeys.crypto import _create_key_file
+
+    path = tmp_path / KEY_FILE_NAME
+    assert _create_key_file(path) is True
+    first = path.read_text()
+    # The slower process finds the file there when it links its own: it keeps the first one.
+    assert _create_key_file(path) is False
+    assert path.read_text() == first
+    assert load_key_ring(None, tmp_path).ring.keys == KeyRing.parse(first).keys
+    assert not load_key_ring(None, tmp_path).created
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not list(tmp_path.glob("*.tmp"))

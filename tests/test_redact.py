@@ -57,3 +57,65 @@ def test_positional_arguments_survive_for_formatters_that_read_them() -> None:
     assert status == 200
     assert "SECRETVALUE" not in str(path)
     assert "SECRETVALUE" not in record.getMessage()
+
+
+# -- echoes of a request, as platforms' error messages print them ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"refresh_token": "SECRETVALUE", "grant_type": "refresh_token"}',
+        '{"client_secret":"SECRETVALUE"}',
+        "{'client_secret': 'SECRETVALUE'}",
+        "refresh_token: SECRETVALUE",
+        "Refresh_Token : SECRETVALUE, next",
+        "client_secret = SECRETVALUE",
+        'params {\\"access_token\\": \\"SECRETVALUE\\"} echoed inside a JSON string',
+        '{"code"=>"SECRETVALUE", "grant_type"=>"authorization_code"}',
+        '<input name="x" app_secret="SECRETVALUE">',
+        "Authorization: Basic SECRETVALUE",
+        "authorization: HMAC-SHA256 SECRETVALUE",
+        "x-tts-access-token: SECRETVALUE",
+        '"public_token": "SECRETVALUE"',
+        '{"refresh_token": "SECRETVALUE',  # cut off before the closing quote
+    ],
+)
+def test_redact_removes_echoed_fields(line: str) -> None:
+    cleaned = redact(line)
+    assert "SECRETVALUE" not in cleaned
+    assert REDACTED in cleaned
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "The authorization code is invalid, expired or has been used.",
+        "GET /api/v2/token/get HTTP/1.1",
+        "shop_region: US, app_key: 123",
+        '{"encode": "utf-8", "tokens_left": 3}',
+    ],
+)
+def test_redact_keeps_text_without_secrets(line: str) -> None:
+    assert redact(line) == line
+
+
+def test_redact_replaces_known_values_wherever_they_appear() -> None:
+    secret = 's3cr et+/"value'
+    text = (
+        f"plain {secret} | percent s3cr%20et%2B%2F%22value | form s3cr+et%2B%2F%22value"
+        f' | json "s3cr et+/\\"value"'
+    )
+    cleaned = redact(text, known=[secret, None, ""])
+    assert "s3cr" not in cleaned
+    assert cleaned.count(REDACTED) == 4
+
+
+def test_a_known_value_inside_a_key_name_does_not_hide_the_value_after_it() -> None:
+    # A client secret "secret" must not turn "client_secret=..." into a key the patterns miss.
+    cleaned = redact("client_secret=SECRETVALUE", known=["secret"])
+    assert "SECRETVALUE" not in cleaned
+
+
+def test_values_too_short_to_be_secrets_are_not_replaced() -> None:
+    assert redact("a b c", known=["a", "b"]) == "a b c"

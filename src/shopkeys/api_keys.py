@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,11 +13,21 @@ from shopkeys.crypto import fingerprint
 from shopkeys.store.records import ApiKey
 from shopkeys.store.vault import Vault
 
+log = logging.getLogger("shopkeys")
+
 SCOPES = ("admin", "read")
 KEY_PREFIX = "sk_"
-#: How long a key checked against the database is trusted from memory. A key revoked by another
-#: process (the CLI) stops working within twice this time; one revoked here stops at once.
+#: How long a key checked against the database is trusted from memory. A process that runs no
+#: sweep (below) sees a key revoked elsewhere within twice this time; one revoked here, at once.
 RECHECK_AFTER = timedelta(seconds=60)
+#: How often the service sweeps: it asks the database for keys revoked since its last sweep
+#: (`shopkeys apikey revoke` runs in another process) and forgets them, so they get 401 within
+#: about this time. Revocations are rare and the table small, so a sweep costs one tiny query.
+SWEEP_EVERY = timedelta(seconds=2)
+#: How far before the previous sweep each sweep looks: `revoked_at` comes from the revoking
+#: process's clock, which may be behind ours, and a revocation commits a moment after it reads
+#: that clock. Rows seen twice are harmless: forgetting a revoked key again changes nothing.
+SWEEP_OVERLAP = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,8 @@ class ApiKeys:
         self.clock = clock
         self._known: dict[str, _Known] = {}
         self._pending: dict[str, asyncio.Task[ApiKey | None]] = {}
+        # Every key in memory was read or created after this, and so revoked after it too.
+        self._swept_at = clock()
 
     async def create(
         self, name: str, scope: str = "admin", *, value: str | None = None
@@ -107,6 +120,32 @@ class ApiKeys:
                 h: k for h, k in self._known.items() if not (k.key and k.key.id == record.id)
             }
         return record
+
+    async def drop_revoked(self) -> int:
+        """Forget the keys revoked (by any process) since the last sweep; returns how many were
+        still trusted from memory."""
+        started = self.clock()
+        revoked = await self.vault.revoked_api_key_hashes(self._swept_at - SWEEP_OVERLAP)
+        dropped = 0
+        for digest in revoked:
+            known = self._known.get(digest)
+            # Also after a look-up that read the row just before it was revoked.
+            if known is not None and known.key is not None:
+                self._known[digest] = _Known(None, started)
+                dropped += 1
+        # Only a sweep that worked moves on: one that failed is covered by the next.
+        self._swept_at = started
+        return dropped
+
+    async def keep_revocations_seen(self, every: timedelta | None = None) -> None:
+        """Sweep every `every` (default `SWEEP_EVERY`), forever (run as a task by the service)."""
+        interval = (every if every is not None else SWEEP_EVERY).total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.drop_revoked()
+            except Exception:  # a database hiccup must not end the loop
+                log.warning("looking for revoked API keys failed; retrying", exc_info=True)
 
     async def list(self) -> list[ApiKey]:
         return await self.vault.api_keys()

@@ -12,9 +12,10 @@ connects the store with no end user, for the app to claim (`Vault.set_end_user`)
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
@@ -41,6 +42,19 @@ class ConnectError(ShopkeysError):
         self.reason = reason
         self.message = message
         self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsConfirmation:
+    """A callback that came back in another browser than the one that opened the link.
+
+    The grant waits, encrypted; `secret` (shown only in the confirmation form) releases it once.
+    """
+
+    session: AuthSession
+    account: Account
+    provider: Provider
+    secret: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +123,7 @@ class ConnectFlow:
     ) -> ConnectLink:
         """A new connect session for `end_user_id`; its URL starts the platform's authorization."""
         self._ready(self.provider(provider))
-        if return_to is not None and _origin(return_to) not in self.allowed_return_origins:
+        if return_to is not None and not self._allowed(return_to):
             raise ConnectError(
                 "return_to_not_allowed",
                 "return_to must be on an allowed origin (SHOPKEYS_RETURN_TO_ORIGINS)",
@@ -128,8 +142,12 @@ class ConnectFlow:
         link = f"{self.public_url}/connect?{urlencode({'session': token})}"
         return ConnectLink(session.id, link, expires_at)
 
-    async def authorization_redirect(self, token: str) -> str:
-        """The platform's authorization URL for a connect link, with a fresh single-use state."""
+    async def authorization_redirect(self, token: str, *, browser: str | None = None) -> str:
+        """The platform's authorization URL for a connect link, with a fresh single-use state.
+
+        `browser` is the secret of the cookie the link's page set: the callback completes
+        silently only in the browser that holds it (RFC 6749 section 10.12).
+        """
         session = await self.vault.auth_session_by_token(fingerprint(token))
         if session is None:
             raise ConnectError("unknown_session", "This connect link is not valid.", 404)
@@ -140,16 +158,28 @@ class ConnectFlow:
             raise ConnectError("expired_session", "This connect link has expired.", 410)
         provider = self._ready(self.provider(session.provider))
         state = secrets.token_urlsafe(32)
-        await self.vault.issue_state(session.id, fingerprint(state), now + STATE_LIFETIME)
+        await self.vault.issue_state(
+            session.id,
+            fingerprint(state),
+            now + STATE_LIFETIME,
+            browser_hash=fingerprint(browser) if browser else None,
+        )
         return provider.authorization_url(state, self.redirect_uri(provider.name))
 
-    async def complete(self, provider_name: str, params: Mapping[str, str]) -> Completed:
-        """Finish an authorization from the callback's query parameters."""
+    async def complete(
+        self, provider_name: str, params: Mapping[str, str], *, browser: str | None = None
+    ) -> Completed | NeedsConfirmation:
+        """Finish an authorization from the callback's query parameters.
+
+        In the browser that opened the connect link (`browser`, its cookie's secret) the store
+        is connected at once; anywhere else the merchant is asked to confirm first.
+        """
         provider = self.provider(provider_name)
         if "error" in params:
-            # The merchant declined (or the platform refused); the state dies with it.
+            # The merchant declined (or the platform refused); the state dies with it, but only
+            # on its own platform's callback.
             if params.get("state"):
-                await self.vault.consume_state(fingerprint(params["state"]))
+                await self.vault.consume_state(fingerprint(params["state"]), provider=provider.name)
             raise ConnectError(
                 "declined",
                 f"The authorization was declined on {provider.display_name}.",
@@ -164,7 +194,35 @@ class ConnectFlow:
         if check.problem is not None or check.session is None:
             raise _state_error(check.problem)
         session = check.session
-        grant, account = await self._exchange(provider, params)
+        try:
+            grant, account = await self._exchange(provider, params)
+        except ConnectError:
+            # A failed attempt does not end the link: the merchant may open it again.
+            await self.vault.reopen_auth_session(session.id)
+            raise
+        if not _same_browser(session, browser):
+            secret = secrets.token_urlsafe(32)
+            await self.vault.hold_for_confirmation(session.id, grant, account, fingerprint(secret))
+            return NeedsConfirmation(
+                session=session, account=account, provider=provider, secret=secret
+            )
+        return await self._store(session, grant, account)
+
+    async def confirm(self, secret: str, *, approved: bool) -> Completed | None:
+        """The merchant's answer on the confirmation page; None when they cancelled."""
+        taken = await self.vault.take_confirmation(fingerprint(secret))
+        if taken is None:
+            raise ConnectError(
+                "unknown_confirmation",
+                "This confirmation is not valid any more: open the connect link again.",
+                410,
+            )
+        session, grant, account = taken
+        if not approved:
+            return None
+        return await self._store(session, grant, account)
+
+    async def _store(self, session: AuthSession, grant: Grant, account: Account) -> Completed:
         connection, created = await self.vault.upsert_connection(
             grant, account, end_user_id=session.end_user_id
         )
@@ -233,11 +291,21 @@ class ConnectFlow:
             ) from exc
         return grant, account
 
+    def _allowed(self, url: str) -> bool:
+        origin = _origin(url)
+        return bool(origin) and origin in self.allowed_return_origins
+
     def safe_return_to(self, return_to: str | None) -> str | None:
         """`return_to` if its origin is allowed (checked again: settings may have changed)."""
-        if return_to and _origin(return_to) in self.allowed_return_origins:
+        if return_to and self._allowed(return_to):
             return return_to
         return None
+
+
+def _same_browser(session: AuthSession, browser: str | None) -> bool:
+    if session.browser_hash is None or not browser:
+        return False
+    return hmac.compare_digest(session.browser_hash, fingerprint(browser))
 
 
 def _state_error(problem: StateProblem | None) -> ConnectError:
@@ -251,5 +319,9 @@ def _state_error(problem: StateProblem | None) -> ConnectError:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Not a URL at all ("http://[::1"): an origin nothing is allowed to match.
+        return ""
     return f"{parts.scheme}://{parts.netloc}".lower()

@@ -3,15 +3,22 @@
 A ciphertext is `v1.{key_id}.{base64url(nonce || ciphertext || tag)}`. The associated data binds it
 to one row and field (`connections:{id}:access_token`), so a token copied into another row or
 column fails to decrypt instead of silently serving the wrong store.
+
+A ring read from the key file follows that file: `shopkeys keys rotate` in another process
+rewrites it, and every running process must then encrypt with the new primary, or an operator who
+retires the old key would lose what they keep writing with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,13 @@ from shopkeys.errors import ConfigurationError, ShopkeysError
 _VERSION = "v1"
 _NONCE_BYTES = 12
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_NUMBERED = re.compile(r"^k(\d{1,9})$")
 KEY_FILE_NAME = "encryption-keys"
+#: A ring from the key file looks at the file at most this often when it encrypts (one stat);
+#: the service also looks every other such interval in the background (`keep_following`).
+FOLLOW_EVERY = 1.0
+
+log = logging.getLogger("shopkeys")
 
 
 class DecryptionError(ShopkeysError):
@@ -42,10 +55,38 @@ class Key:
         return f"{self.id}:{base64.urlsafe_b64encode(self.secret).decode()}"
 
 
+FileVersion = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFile:
+    """Where a ring was read from, so that it can tell cheaply when another process rewrote it."""
+
+    path: Path
+
+    def version(self) -> FileVersion | None:
+        """(inode, size, mtime): one stat; None when the file cannot be looked at.
+
+        `write_key_file` replaces the file, so a rewrite changes the inode even where the
+        file system's clock is coarse.
+        """
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
 class KeyRing:
     """The keys that can decrypt, the first of which (the primary) encrypts."""
 
-    def __init__(self, keys: Iterable[Key], *, reload: Callable[[], KeyRing] | None = None) -> None:
+    def __init__(
+        self,
+        keys: Iterable[Key],
+        *,
+        source: KeyFile | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = list(keys)
         if not self._keys:
             raise ConfigurationError("the key ring needs at least one key")
@@ -53,29 +94,93 @@ class KeyRing:
         if len(set(ids)) != len(ids):
             raise ConfigurationError("two encryption keys share one id")
         self._by_id = {k.id: AESGCM(k.secret) for k in self._keys}
-        self.primary = self._keys[0]
-        # Where a newer ring may be found (the key file): `shopkeys keys rotate` in another
-        # process re-encrypts rows under a key a running service has never seen.
-        self._reload = reload
+        # Keys the key file dropped (`shopkeys keys retire`) while this process ran: they still
+        # decrypt here, for anything written with them before the retirement was seen.
+        self._retired: dict[str, Key] = {}
+        self._source = source
+        self._monotonic = monotonic
+        # The file version these keys came from; whoever reads the file sets it (None: take
+        # whatever the file holds at the first look).
+        self._seen: FileVersion | None = None
+        self._looked_at = monotonic()
+
+    @property
+    def primary(self) -> Key:
+        """The key new ciphertexts use: the key file's first, once it was rewritten elsewhere."""
+        if self._source is not None and self._monotonic() - self._looked_at >= FOLLOW_EVERY:
+            self.follow()
+        return self._keys[0]
+
+    def follow(self) -> bool:
+        """Take the key file's keys now if the file changed; True when the ring changed.
+
+        A changed file is taken only if it continues this ring: it holds the primary, and no id
+        we know names another secret. Anything else (an unrelated or damaged file) is ignored,
+        and this process goes on with the keys it has.
+        """
+        if self._source is None:
+            return False
+        self._looked_at = self._monotonic()
+        version = self._source.version()
+        if version is None or version == self._seen:
+            return False
+        try:
+            fresh = KeyRing.parse(self._source.path.read_text())
+        except (OSError, ConfigurationError):
+            return False  # read again next time: a file being restored may be readable then
+        self._seen = version
+        return self._adopt(fresh)
+
+    async def keep_following(self, every: float | None = None) -> None:
+        """Look at the key file every `every` seconds (default: twice `FOLLOW_EVERY`), forever
+        (the service runs this as a task).
+
+        A process that writes nothing still switches to a rotated primary within seconds, so
+        `shopkeys keys retire` can count on every running process having switched.
+        """
+        interval = every if every is not None else 2 * FOLLOW_EVERY
+        while True:
+            await asyncio.sleep(interval)
+            self.follow()  # never raises: an unreadable file is skipped until it is readable
+
+    def _adopt(self, fresh: KeyRing) -> bool:
+        mine = {k.id: k.secret for k in self._keys}
+        theirs = {k.id: k.secret for k in fresh._keys}
+        primary = self._keys[0]
+        if theirs.get(primary.id) != primary.secret or any(
+            mine.get(key_id, secret) != secret for key_id, secret in theirs.items()
+        ):
+            log.warning(
+                "the key file %s changed but does not hold this process's keys (its primary %s "
+                "is missing or differs): ignored; restart to use the file's keys",
+                self._source.path if self._source else "",
+                primary.id,
+            )
+            return False
+        if fresh._keys == self._keys:
+            return False
+        for key in self._keys:
+            if key.id not in theirs:
+                self._retired[key.id] = key
+        for key_id in theirs:
+            self._retired.pop(key_id, None)
+        self._keys = list(fresh._keys)
+        self._by_id = {k.id: AESGCM(k.secret) for k in [*self._retired.values(), *self._keys]}
+        return True
 
     def _aead(self, key_id: str) -> AESGCM | None:
         aead = self._by_id.get(key_id)
-        if aead is None and self._reload is not None:
-            try:
-                fresh = self._reload()
-            except (OSError, ConfigurationError):
-                return None
-            # Only a ring that still holds every key we know may replace ours.
-            if key_id in fresh._by_id and set(self._by_id) <= set(fresh._by_id):
-                self._keys, self._by_id, self.primary = fresh._keys, fresh._by_id, fresh.primary
+        if aead is None and self.follow():
+            # A key we have never seen: `keys rotate` elsewhere may have re-encrypted with it.
             aead = self._by_id.get(key_id)
         return aead
 
     def __repr__(self) -> str:
-        return f"<KeyRing primary={self.primary.id!r} keys={[k.id for k in self._keys]}>"
+        return f"<KeyRing primary={self._keys[0].id!r} keys={[k.id for k in self._keys]}>"
 
     @property
     def keys(self) -> list[Key]:
+        """The ring's keys, the primary first (without keys retired while this process ran)."""
         return list(self._keys)
 
     @classmethod
@@ -106,21 +211,39 @@ class KeyRing:
     def with_new_primary(self) -> KeyRing:
         """A ring with a fresh random key in front; the old keys still decrypt."""
         taken = {k.id for k in self._keys}
-        number = len(self._keys) + 1
+        # Above every numbered id: a retired `k1` must never come back with another secret,
+        # or a backup's ciphertexts under the old `k1` would read as damaged.
+        numbers = [int(m.group(1)) for k in self._keys if (m := _NUMBERED.match(k.id))]
+        number = max([len(self._keys), *numbers]) + 1
         while f"k{number}" in taken:
             number += 1
-        return KeyRing(
-            [Key(f"k{number}", secrets.token_bytes(32)), *self._keys], reload=self._reload
-        )
+        return self._successor([Key(f"k{number}", secrets.token_bytes(32)), *self._keys])
+
+    def without(self, key_id: str) -> KeyRing:
+        """The ring without the non-primary key `key_id` (what `shopkeys keys retire` writes)."""
+        ids = [k.id for k in self._keys]
+        if key_id not in ids:
+            raise ConfigurationError(
+                f"no encryption key {key_id!r} in the key ring (it has {', '.join(ids)})"
+            )
+        if key_id == ids[0]:
+            raise ConfigurationError(f"{key_id!r} is the primary key, which encrypts new tokens")
+        return self._successor([k for k in self._keys if k.id != key_id])
+
+    def _successor(self, keys: list[Key]) -> KeyRing:
+        """A ring of `keys` that follows the same key file as this one."""
+        ring = KeyRing(keys, source=self._source, monotonic=self._monotonic)
+        # It has not read the file: it must take the next version it finds there.
+        ring._seen = self._seen
+        return ring
 
     def encrypt(self, plaintext: str, associated: str) -> str:
         """Encrypt with the primary key, bound to `associated` (row and field)."""
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = self._by_id[self.primary.id].encrypt(
-            nonce, plaintext.encode(), associated.encode()
-        )
+        primary = self.primary
+        sealed = self._by_id[primary.id].encrypt(nonce, plaintext.encode(), associated.encode())
         body = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
-        return f"{_VERSION}.{self.primary.id}.{body}"
+        return f"{_VERSION}.{primary.id}.{body}"
 
     def decrypt(self, ciphertext: str, associated: str) -> str:
         """Decrypt with whichever key the ciphertext names; `DecryptionError` if it cannot."""
@@ -143,6 +266,17 @@ class KeyRing:
                 "ciphertext does not decrypt: damaged, or bound to another row or field"
             ) from None
         return plain.decode()
+
+    @staticmethod
+    def key_id_of(ciphertext: str) -> str | None:
+        """The id of the key a ciphertext names, or None when it is not a shopkeys ciphertext.
+
+        Only a well-formed id is returned: nothing of a token stored by mistake may be shown.
+        """
+        parts = ciphertext.split(".", 2)
+        if len(parts) != 3 or parts[0] != _VERSION or not _KEY_ID.match(parts[1]):
+            return None
+        return parts[1]
 
     def is_current(self, ciphertext: str) -> bool:
         """Whether `ciphertext` is already under the primary key."""
@@ -171,21 +305,47 @@ class LoadedKeys:
     created: bool
 
 
-def load_key_ring(configured: str | None, data_dir: Path) -> LoadedKeys:
-    """The configured keys, else the key file in `data_dir`, created (mode 0600) if missing."""
+def load_key_ring(
+    configured: str | None,
+    data_dir: Path,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> LoadedKeys:
+    """The configured keys, else the key file in `data_dir`, created (mode 0600) if missing.
+
+    A ring from the key file follows the file (see `KeyRing.follow`); configured keys are read
+    once, so changing them takes a restart.
+    """
     if configured:
         return LoadedKeys(KeyRing.parse(configured), "environment", None, created=False)
     path = data_dir / KEY_FILE_NAME
+    created = not path.exists() and _create_key_file(path)
+    source = KeyFile(path)
+    # The version is taken before the read: a rewrite in between is read again next time.
+    version = source.version()
+    ring = KeyRing(KeyRing.parse(path.read_text()).keys, source=source, monotonic=monotonic)
+    ring._seen = version
+    return LoadedKeys(ring, "file", path, created=created)
 
-    def reload() -> KeyRing:
-        return KeyRing.parse(path.read_text())
 
-    if path.exists():
-        ring = KeyRing(reload().keys, reload=reload)
-        return LoadedKeys(ring, "file", path, created=False)
-    ring = KeyRing(generate_key_ring().keys, reload=reload)
-    write_key_file(path, ring)
-    return LoadedKeys(ring, "file", path, created=True)
+def _create_key_file(path: Path) -> bool:
+    """Write a fresh ring to `path` unless it exists; True when this process wrote it.
+
+    Two processes starting at once on a fresh data directory must not each keep a key of their
+    own: the file is linked into place only if absent, and both then read the one that won.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(generate_key_ring().serialize())
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_key_file(path: Path, ring: KeyRing) -> None:

@@ -1,15 +1,25 @@
-"""Keeps secrets out of log lines: HTTP clients and servers log URLs, and some platforms put secrets
-in them (TikTok Shop's token endpoint takes the app secret as a query parameter)."""
+"""Keeps secrets out of log lines and stored text.
+
+HTTP clients and servers log URLs, and some platforms put secrets in them (TikTok Shop's token
+endpoint takes the app secret as a query parameter). Platforms' error messages can echo the
+request they refuse, in whatever shape their server prints it, and shopkeys stores and shows those
+messages: the same filter cleans them.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
-# Query or form parameters whose values are secret on at least one platform.
+# Query or form parameters (and JSON fields) whose values are secret on at least one platform.
 SECRET_PARAMETERS = (
     "access_token",
     "refresh_token",
+    "public_token",
+    "id_token",
     "app_secret",
     "client_secret",
     "auth_code",
@@ -21,10 +31,23 @@ SECRET_PARAMETERS = (
     "password",
 )
 
-_PARAMETER = re.compile(
-    r"(?P<key>(?:^|(?<=[?&;\s\"'(]))(?:"
+# A secret parameter or field and its value, in the shapes servers print requests in:
+# `key=value` (queries, forms), `"key": "value"` (JSON), `'key': 'value'` (Python), `key: value`
+# (YAML, logs), `"key"=>"value"` (Ruby, which Doorkeeper and so SHOPLINE run on), with quotes
+# possibly escaped when the echo sits inside another JSON string. A quoted value ends at the next
+# quote or backslash; an unquoted one at whitespace or punctuation. The key must not be the end of
+# a longer word (`my_code`), though `x-tts-access-token` still counts as `token`.
+_FIELD = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<key>(?:"
     + "|".join(SECRET_PARAMETERS)
-    + r"))=(?P<value>[^&\s\"']+)",
+    + r"))(?P<separator>\\*[\"']?[ \t]*(?:=>|[:=])[ \t]*)"
+    + r"(?:(?P<quote>\\*[\"'])[^\"'\\\r\n]*|[^\s&,;\"'\\()<>\[\]{}]+)",
+    re.IGNORECASE,
+)
+# An Authorization header's credentials, whatever the scheme (Basic carries the client secret).
+_AUTHORIZATION = re.compile(
+    r"(?<![A-Za-z0-9_])(?P<key>authorization\\*[\"']?[ \t]*[:=][ \t]*\\*[\"']?)"
+    r"(?:[A-Za-z][A-Za-z0-9_-]*[ \t]+)?[^\s\"',;\\]+",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<scheme>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
@@ -32,12 +55,42 @@ _TOKEN_LIKE = re.compile(r"\b(?:secret|public)_[A-Za-z0-9]{8,}\b")
 
 REDACTED = "[redacted]"
 
+#: Known values shorter than this are not replaced: no platform issues secrets that short, and
+#: replacing every occurrence of a few letters would garble the text.
+SHORTEST_SECRET = 4
 
-def redact(text: str) -> str:
-    """Replace secret query parameters, Bearer credentials and token-shaped words with a marker."""
-    text = _PARAMETER.sub(lambda m: f"{m.group('key')}={REDACTED}", text)
+
+def redact(text: str, *, known: Iterable[str | None] = ()) -> str:
+    """Replace secret parameters and fields, credentials and token-shaped words with a marker.
+
+    `known` are literal values the caller knows to be secret (the app's client secret, the code
+    or token a call sent): they are replaced wherever they appear, also percent- or JSON-encoded,
+    whatever the text around them.
+    """
+    text = _FIELD.sub(_redact_field, text)
+    text = _AUTHORIZATION.sub(lambda m: f"{m.group('key')}{REDACTED}", text)
     text = _BEARER.sub(lambda m: f"{m.group('scheme')}{REDACTED}", text)
-    return _TOKEN_LIKE.sub(REDACTED, text)
+    text = _TOKEN_LIKE.sub(REDACTED, text)
+    # After the patterns: a known value that happens to be part of a key name (a client secret
+    # "secret" in "client_secret") must not hide that key, and with it the value after it.
+    for value in sorted(_spellings(known), key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def _redact_field(match: re.Match[str]) -> str:
+    return f"{match.group('key')}{match.group('separator')}{match.group('quote') or ''}{REDACTED}"
+
+
+def _spellings(values: Iterable[str | None]) -> set[str]:
+    """Each value as sent and as a server may print it back: percent- and JSON-encoded."""
+    spellings: set[str] = set()
+    for value in values:
+        if not value or len(value) < SHORTEST_SECRET:
+            continue
+        spellings.update((value, quote(value, safe=""), quote_plus(value)))
+        spellings.add(json.dumps(value)[1:-1])
+    return spellings
 
 
 class RedactingFilter(logging.Filter):

@@ -23,6 +23,7 @@ from shopkeys.clock import Clock, utc_now
 from shopkeys.errors import AuthorizationDead, ProviderError, ShopkeysError
 from shopkeys.providers import get as platform_class
 from shopkeys.providers.base import Provider
+from shopkeys.redact import redact
 from shopkeys.store.records import ACTIVE, Connection, StoredTokens
 from shopkeys.store.vault import Vault, VersionConflict
 
@@ -271,10 +272,14 @@ class TokenService:
             try:
                 grant = await provider.refresh(self.http, stored.refresh_token)
             except AuthorizationDead as exc:
-                await self.vault.record_refresh_failure(connection_id, str(exc), dead=True)
+                await self.vault.record_refresh_failure(
+                    connection_id, _failure_text(exc, stored), dead=True
+                )
                 raise
             except ProviderError as exc:
-                await self.vault.record_refresh_failure(connection_id, str(exc), dead=False)
+                await self.vault.record_refresh_failure(
+                    connection_id, _failure_text(exc, stored), dead=False
+                )
                 if still_valid:
                     # A token with a little life left beats an error; the next call retries.
                     return self._remember(stored)
@@ -284,6 +289,15 @@ class TokenService:
             with contextlib.suppress(VersionConflict):
                 await self.vault.save_refresh(connection_id, grant, used=stored.refresh_token)
             return self._remember(await self._load(connection_id))
+
+
+def _failure_text(exc: ProviderError, stored: StoredTokens) -> str:
+    """What a failed refresh stores and shows: the error, without the connection's tokens.
+
+    The provider has cleaned its own message of what it sent; this also catches the access token,
+    which a refresh does not send but the platform knows and may echo back.
+    """
+    return redact(str(exc), known=(stored.refresh_token, stored.access_token))
 
 
 def _expired(expires_at: datetime | None, now: datetime) -> bool:

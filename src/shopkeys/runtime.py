@@ -77,7 +77,7 @@ async def open_runtime(
     """Open the database (applying migrations unless told not to), keys and clients."""
     # First: a configuration mistake must fail before anything is created or migrated.
     providers = build_providers(settings, clock)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only: it holds keys
     configured_url = settings.database_url.get_secret_value() if settings.database_url else None
     url = database_url(configured_url, settings.data_dir)
     configured_keys = (

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from shopkeys.cli import app
 from shopkeys.config import Settings
+from shopkeys.connect import Completed
 from shopkeys.runtime import open_runtime
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.store.records import Connection
@@ -72,10 +73,15 @@ class Cli:
             try:
                 link = await rt.connect.start(provider, end_user_id=end_user)
                 token = _link_token(link.url)
-                authorize = await rt.connect.authorization_redirect(token)
+                # The browser's cookie secret, as the link's page would have set it.
+                browser = "test-browser-secret"
+                authorize = await rt.connect.authorization_redirect(token, browser=browser)
                 async with httpx2.AsyncClient(timeout=10) as http:
                     callback = await press(http, authorize, login=login)
-                completed = await rt.connect.complete(provider, callback_params(callback))
+                completed = await rt.connect.complete(
+                    provider, callback_params(callback), browser=browser
+                )
+                assert isinstance(completed, Completed)
                 return completed.connection
             finally:
                 await rt.close()

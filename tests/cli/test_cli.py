@@ -356,14 +356,18 @@ async def _complete_latest_session(cli: Cli) -> None:
         from shopkeys.crypto import fingerprint
 
         state = "st-" + "x" * 40
+        browser = "the-merchants-browser"
         await rt.vault.issue_state(
-            session_id, fingerprint(state), rt.clock() + timedelta(minutes=10)
+            session_id,
+            fingerprint(state),
+            rt.clock() + timedelta(minutes=10),
+            browser_hash=fingerprint(browser),
         )
         provider = rt.providers["ecwid"]
         url = provider.authorization_url(state, rt.settings.redirect_uri("ecwid"))
         async with httpx2.AsyncClient(timeout=10) as http:
             callback = await press(http, url)
-        await rt.connect.complete("ecwid", callback_params(callback))
+        await rt.connect.complete("ecwid", callback_params(callback), browser=browser)
     finally:
         await rt.close()
 
@@ -693,7 +697,7 @@ def _ciphertext_key_ids_with(cli: Cli, keys: str) -> set[str]:
 def test_db_upgrade_then_doctor(db_cli: Cli) -> None:
     upgraded = db_cli("db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.stderr
-    assert "applied 2 migration(s)" in upgraded.stdout or "up to date" in upgraded.stdout
+    assert "applied 3 migration(s)" in upgraded.stdout or "up to date" in upgraded.stdout
     again = db_cli("db", "upgrade")
     assert again.exit_code == 0 and "up to date" in again.stdout
     doctor = db_cli("doctor")
@@ -789,7 +793,7 @@ def test_doctor_fails_when_the_database_is_unreachable(cli: Cli) -> None:
 
 def test_doctor_flags_pending_migrations_and_bad_keys(cli: Cli) -> None:
     pending = cli("doctor")
-    assert pending.exit_code != 0 and "2 pending" in pending.stdout
+    assert pending.exit_code != 0 and "3 pending" in pending.stdout
     assert "shopkeys db upgrade" in pending.stdout
     cli("db", "upgrade")
     bad = cli("doctor", SHOPKEYS_ENCRYPTION_KEYS="k1:" + "Z" * 10)
@@ -826,3 +830,150 @@ def test_end_user_ids_longer_than_the_column_are_refused_everywhere(db_cli: Cli)
     )
     one_clear_error(imported, "1 to 255 characters")
     assert "4000000001" not in db_cli("list").stdout
+
+
+# -- which keys stored tokens use: doctor, retire, rotate --------------------------------------
+
+
+def _seed_under(cli: Cli, ring: KeyRing | None, account_id: str, *, refresh: bool = True) -> str:
+    """A connection written as a process holding `ring` (None: the configured keys) writes it."""
+
+    async def seed() -> str:
+        rt = await open_runtime(cli.settings())
+        try:
+            if ring is not None:
+                rt.vault.keys = ring
+            grant = Grant(
+                provider="aliexpress",
+                access_token=f"50000access{account_id}",
+                refresh_token=f"50001refresh{account_id}" if refresh else None,
+                access_expires_at=None,
+                refresh_expires_at=None,
+                scopes=[],
+                account_id=account_id,
+            )
+            account = Account(account_id=account_id, name="Shop")
+            connection, _ = await rt.vault.import_connection(grant, account, end_user_id=None)
+            return connection.id
+        finally:
+            await rt.close()
+
+    result: str = cli.run(seed())
+    return result
+
+
+def _row(result: Result, check: str) -> str:
+    [row] = [line for line in result.stdout.splitlines() if check in line]
+    return row
+
+
+def _backdate(path: Path) -> None:
+    """Make the key file look long settled, as it is when an operator retires a key for real."""
+    import os
+    import time
+
+    an_hour_ago = time.time() - 3600
+    os.utime(path, (an_hour_ago, an_hour_ago))
+
+
+def test_doctor_lists_the_key_ids_stored_tokens_use(db_cli: Cli) -> None:
+    configured = KeyRing.parse(db_cli.env["SHOPKEYS_ENCRYPTION_KEYS"])
+    rotated = configured.with_new_primary()
+    _seed_under(db_cli, None, "4000000001")  # access and refresh token under ktest
+    _seed_under(db_cli, rotated, "4000000002", refresh=False)  # an access token under k2
+    both = ",".join(key.encoded() for key in rotated.keys)
+
+    doctor = db_cli("doctor", SHOPKEYS_ENCRYPTION_KEYS=both)
+    assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
+    row = _row(doctor, "keys in use")
+    assert f"{rotated.primary.id} (primary): 1 token(s)" in row
+    assert "ktest: 2 token(s)" in row
+    assert "keys rotate --reencrypt-only" in row  # tokens under an old key remain
+    for key in rotated.keys:
+        assert key.encoded().split(":", 1)[1] not in doctor.stdout + doctor.stderr
+
+    # Without k2 in the ring, a token can no longer be read: a problem to fix.
+    missing = db_cli("doctor")
+    assert missing.exit_code != 0
+    row = _row(missing, "keys in use")
+    assert f"{rotated.primary.id}: 1 token(s)" in row and "not in the key ring" in row
+
+    # Everything under the primary: the old key is unused and can go.
+    reencrypted = db_cli("keys", "rotate", "--reencrypt-only", SHOPKEYS_ENCRYPTION_KEYS=both)
+    assert reencrypted.exit_code == 0, reencrypted.stderr
+    current = db_cli("doctor", SHOPKEYS_ENCRYPTION_KEYS=both)
+    assert current.exit_code == 0
+    assert f"{rotated.primary.id} (primary): 3 token(s)" in _row(current, "keys in use")
+    assert "ktest: unused" in _row(current, "keys in use")
+    assert "keys retire ktest" in _row(current, "keys in use")
+
+
+def test_keys_retire_refuses_the_primary_and_unknown_keys(db_cli: Cli) -> None:
+    del db_cli.env["SHOPKEYS_ENCRYPTION_KEYS"]
+    _seed_under(db_cli, None, "4000000001")
+    key_file = db_cli.data_dir / KEY_FILE_NAME
+    before = key_file.read_text()
+    [primary] = [key.id for key in KeyRing.parse(before).keys]
+    _backdate(key_file)
+    one_clear_error(db_cli("keys", "retire", primary), "primary", "keys rotate")
+    one_clear_error(db_cli("keys", "retire", "k9"), "k9")
+    assert key_file.read_text() == before
+    assert "retire" in db_cli("keys", "--help").stdout
+
+
+def test_keys_retire_only_once_no_stored_token_uses_the_key(db_cli: Cli) -> None:
+    del db_cli.env["SHOPKEYS_ENCRYPTION_KEYS"]
+    first = _seed_under(db_cli, None, "4000000001")
+    key_file = db_cli.data_dir / KEY_FILE_NAME
+    old = KeyRing.parse(key_file.read_text())
+    rotate = db_cli("keys", "rotate")
+    assert rotate.exit_code == 0, rotate.stderr
+    assert "switch to" in rotate.stderr  # running services follow the key file
+    new = KeyRing.parse(key_file.read_text())
+
+    # Right after a rotation a running service may not have switched yet: too early to tell.
+    one_clear_error(db_cli("keys", "retire", old.primary.id), "retry in")
+    _backdate(key_file)
+    # A service that had not switched yet wrote a connection under the old key.
+    stale = _seed_under(db_cli, old, "4000000002")
+    refused = db_cli("keys", "retire", old.primary.id)
+    one_clear_error(refused, "2 stored token(s)", old.primary.id, "keys rotate --reencrypt-only")
+    assert KeyRing.parse(key_file.read_text()).keys == new.keys
+
+    again = db_cli("keys", "rotate", "--reencrypt-only")
+    assert again.exit_code == 0, again.stderr
+    assert "re-encrypted 1 connection(s)" in again.stdout
+    assert [key.id for key in KeyRing.parse(key_file.read_text()).keys] == [
+        key.id for key in new.keys
+    ]
+    retired = db_cli("keys", "retire", old.primary.id)
+    assert retired.exit_code == 0, retired.stderr
+    assert f"retired key {old.primary.id}" in retired.stdout
+    assert [key.id for key in KeyRing.parse(key_file.read_text()).keys] == [new.primary.id]
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    for key in new.keys + old.keys:
+        assert key.encoded().split(":", 1)[1] not in retired.stdout + retired.stderr
+    for connection_id, account in ((first, "4000000001"), (stale, "4000000002")):
+        assert db_cli("token", connection_id).stdout == f"50000access{account}\n"
+
+
+def test_keys_retire_with_keys_from_the_environment(db_cli: Cli) -> None:
+    from tests.conftest import TEST_KEYS
+
+    _seed_under(db_cli, None, "4000000001")
+    rotate = db_cli("keys", "rotate")
+    assert rotate.exit_code == 0, rotate.stderr
+    assert "restart" in rotate.stderr  # a running service reads the environment once
+    [value] = [line for line in rotate.stdout.splitlines() if ",ktest:" in line]
+    db_cli.env["SHOPKEYS_ENCRYPTION_KEYS"] = value
+    new_id = KeyRing.parse(value).primary.id
+    # A service still running with the old value wrote under ktest meanwhile.
+    _seed_under(db_cli, KeyRing.parse(TEST_KEYS), "4000000002", refresh=False)
+    one_clear_error(db_cli("keys", "retire", "ktest"), "1 stored token(s)", "ktest")
+    assert db_cli("keys", "rotate", "--reencrypt-only").exit_code == 0
+    retired = db_cli("keys", "retire", "ktest")
+    assert retired.exit_code == 0, retired.stderr
+    assert "SHOPKEYS_ENCRYPTION_KEYS" in retired.stderr and "restart" in retired.stderr
+    [remaining] = [line for line in retired.stdout.splitlines() if line.startswith(f"{new_id}:")]
+    assert [key.id for key in KeyRing.parse(remaining).keys] == [new_id]
+    assert "ktest" not in remaining

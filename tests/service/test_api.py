@@ -532,7 +532,9 @@ async def test_revoked_refresh_token_needs_reauth(driver: Driver, provider: str)
     assert await driver.kinds(cid) == ["connected", "needs_reauth"]
     listed = await driver.api("GET", "/v1/connections", params={"status": "needs_reauth"})
     assert [c["id"] for c in listed.json()["data"]] == [cid]
-    assert_error(await driver.api("GET", "/v1/token", params={"end_user_id": "merchant-1"}), 404)
+    # The end user's current store needs them: no other store is served in its place.
+    by_user = await driver.api("GET", "/v1/token", params={"end_user_id": "merchant-1"})
+    assert_error(by_user, 409, "needs_reauth")
 
     # Reconnecting brings it back.
     again = await driver.connect(provider)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 import typer
 from rich.markup import escape
 from rich.progress import Progress
@@ -17,24 +20,43 @@ from shopkeys.cli.common import (
     out,
     runtime,
 )
-from shopkeys.crypto import KEY_FILE_NAME, KeyRing, write_key_file
+from shopkeys.crypto import (
+    FOLLOW_EVERY,
+    KEY_FILE_NAME,
+    KeyRing,
+    LoadedKeys,
+    generate_key_ring,
+    write_key_file,
+)
 from shopkeys.errors import ConfigurationError
 from shopkeys.providers import NAMES, get
 from shopkeys.store.database import create_engine, database_url, pending_migrations, upgrade
+from shopkeys.store.vault import Vault
 
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 
+#: Running services look at the key file every `2 * FOLLOW_EVERY` seconds; until a rewrite is
+#: this old, one of them may still encrypt with the previous primary after `keys retire` counted
+#: the rows, so retire refuses until then.
+SETTLE_AFTER = 10 * FOLLOW_EVERY
+
 
 @keys_app.command("rotate")
 @command
-async def rotate() -> None:
+async def rotate(
+    reencrypt_only: bool = typer.Option(
+        False,
+        "--reencrypt-only",
+        help="Add no key: re-encrypt with the current primary what older keys still hold.",
+    ),
+) -> None:
     """Add a new primary encryption key and re-encrypt every stored token with it."""
     async with runtime() as rt:
         loaded = rt.keys
-        ring = loaded.ring.with_new_primary()
-        if loaded.source == "file" and loaded.path is not None:
+        ring = loaded.ring if reencrypt_only else loaded.ring.with_new_primary()
+        if not reencrypt_only and loaded.source == "file" and loaded.path is not None:
             # The new ring is saved before any row uses it, so a crash loses nothing.
             write_key_file(loaded.path, ring)
         rt.vault.keys = ring
@@ -45,13 +67,86 @@ async def rotate() -> None:
                 lambda done, _total: progress.update(task, completed=done)
             )
             progress.update(task, completed=max(total, 1))
-    out.print(f"new primary key {ring.primary.id}; re-encrypted {changed} connection(s)")
+        # A running service that had not switched yet may have written under an old key.
+        in_use = await rt.vault.key_ids_in_use()
+    primary = ring.primary.id
+    if reencrypt_only:
+        out.print(f"re-encrypted {changed} connection(s) with primary key {primary}")
+    else:
+        out.print(f"new primary key {primary}; re-encrypted {changed} connection(s)")
+        _say_where_the_ring_goes(loaded, ring)
+    older = sum(count for key_id, count in in_use.items() if key_id != primary)
+    if older:
+        err.print(
+            f"[yellow]{older} stored token(s) still use older keys[/yellow] (written meanwhile by "
+            f"a service that had not switched): once every service uses key {primary}, run "
+            "`shopkeys keys rotate --reencrypt-only`",
+            soft_wrap=True,
+        )
+
+
+def _say_where_the_ring_goes(loaded: LoadedKeys, ring: KeyRing) -> None:
+    """After a rotation: the key file was updated, or the operator must set the environment."""
     if loaded.source == "environment":
         err.print(
             "[yellow]set SHOPKEYS_ENCRYPTION_KEYS to this (old keys kept, so backups still "
             "decrypt):[/yellow]"
         )
         print(",".join(key.encoded() for key in ring.keys))
+        err.print(
+            "[yellow]running services read SHOPKEYS_ENCRYPTION_KEYS once: they keep encrypting "
+            "with the old primary key until you restart them with this value.[/yellow] Then run "
+            "`shopkeys keys rotate --reencrypt-only` for what they wrote meanwhile.",
+            soft_wrap=True,
+        )
+    else:
+        err.print(f"key file updated: {loaded.path} (back it up)")
+        err.print(
+            f"running services switch to key {ring.primary.id} within a few seconds "
+            "(they watch the key file)",
+            soft_wrap=True,
+        )
+
+
+@keys_app.command("retire")
+@command
+async def retire(
+    key_id: str = typer.Argument(..., help="The old key's id (`shopkeys doctor` lists them)."),
+) -> None:
+    """Remove an old encryption key from the key ring, once no stored token uses it."""
+    async with runtime() as rt:
+        loaded = rt.keys
+        primary = loaded.ring.primary.id
+        if key_id == primary:
+            fail(
+                f"{key_id} is the primary key, which encrypts new tokens: add a new one with "
+                "`shopkeys keys rotate` first"
+            )
+        remaining = loaded.ring.without(key_id)  # an unknown id: one line that names it
+        if loaded.source == "file" and loaded.path is not None:
+            age = time.time() - loaded.path.stat().st_mtime
+            if age < SETTLE_AFTER:
+                fail(
+                    f"the key file changed {max(age, 0):.0f}s ago and running services may not "
+                    f"all use key {primary} yet: retry in {math.ceil(SETTLE_AFTER - age)}s"
+                )
+        in_use = (await rt.vault.key_ids_in_use()).get(key_id, 0)
+        if in_use:
+            fail(
+                f"{in_use} stored token(s) still use key {key_id}: re-encrypt them first with "
+                "`shopkeys keys rotate --reencrypt-only`"
+            )
+        if loaded.source == "file" and loaded.path is not None:
+            write_key_file(loaded.path, remaining)
+    kept = ", ".join(key.id for key in remaining.keys)
+    out.print(f"retired key {key_id}; the key ring keeps {kept}")
+    if loaded.source == "environment":
+        err.print(
+            "[yellow]set SHOPKEYS_ENCRYPTION_KEYS to this and restart every service (until "
+            "then they merely keep the unused key):[/yellow]",
+            soft_wrap=True,
+        )
+        print(",".join(key.encoded() for key in remaining.keys))
     else:
         err.print(f"key file updated: {loaded.path} (back it up)")
 
@@ -180,6 +275,7 @@ async def doctor() -> None:
         )
     configured = settings.database_url.get_secret_value() if settings.database_url else None
     database_error: str | None = None
+    usage: dict[str, int] | None = None
     try:
         url = database_url(configured, settings.data_dir)
         engine = create_engine(url)
@@ -192,6 +288,10 @@ async def doctor() -> None:
                 "current" if not pending else f"{len(pending)} pending",
                 "" if not pending else "run `shopkeys db upgrade`",
             )
+            if not pending:
+                # Counting decrypts nothing, so any ring will do (the configured one may be
+                # the very thing that is broken).
+                usage = await Vault(engine, generate_key_ring()).key_ids_in_use()
         finally:
             await engine.dispose()
     except ConfigurationError as exc:
@@ -200,6 +300,7 @@ async def doctor() -> None:
         database_error = f"unreachable: {database_problem(exc)}"
     if database_error is not None:
         row("database", False, escape(database_error), "check SHOPKEYS_DATABASE_URL and the server")
+    ring: KeyRing | None = None
     if settings.encryption_keys is not None:
         try:
             ring = KeyRing.parse(settings.encryption_keys.get_secret_value())
@@ -228,12 +329,42 @@ async def doctor() -> None:
                 f"key file {path} (created on first run)",
                 "back this file up; without it stored tokens cannot be read",
             )
+    if usage is not None:
+        row("keys in use", *_key_usage(usage, ring))
     out.print(table)
     if database_error is not None:
         err.print(f"[red]error:[/red] database {escape(database_error)}", soft_wrap=True)
     if problems:
         err.print(f"[red]{problems} problem(s) to fix[/red], see the table above")
         raise typer.Exit(1)
+
+
+def _key_usage(usage: dict[str, int], ring: KeyRing | None) -> tuple[bool | None, str, str]:
+    """doctor's verdict on which keys the stored tokens use: (ok, result, what to do)."""
+    if not usage:
+        return True, "no stored tokens", ""
+    ids = [key.id for key in ring.keys] if ring is not None else []
+    primary = ids[0] if ids else None
+    order = ids + sorted(set(usage) - set(ids))
+    result = ", ".join(
+        f"{key_id}{' (primary)' if key_id == primary else ''}: "
+        + (f"{usage[key_id]} token(s)" if key_id in usage else "unused")
+        for key_id in order
+    )
+    missing = sorted(set(usage) - set(ids)) if ring is not None else []
+    if missing:
+        return (
+            False,
+            result,
+            f"{', '.join(missing)} not in the key ring: those tokens are unreadable",
+        )
+    older = [key_id for key_id in ids[1:] if key_id in usage]
+    if older:
+        return None, result, f"`shopkeys keys rotate --reencrypt-only` before retiring {older[0]}"
+    unused = [key_id for key_id in ids[1:] if key_id not in usage]
+    if unused:
+        return True, result, f"`shopkeys keys retire {unused[0]}` removes an unused key"
+    return (None if ring is None else True), result, ""
 
 
 def _credential_hint(name: str) -> str:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import ClassVar
 from urllib.parse import parse_qsl, urlencode
 
 import httpx2
 
-from shopkeys.clock import from_epoch_millis
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -79,7 +79,11 @@ def epoch_millis(moment: datetime) -> str:
 def ban_seconds(message: str) -> float | None:
     """The ban length an `ApiCallLimit` message states, in seconds."""
     match = _BAN_SECONDS.search(message)
-    return float(match.group(1)) if match else None
+    if match is None:
+        return None
+    # A message can state any number of digits; only a finite wait is a wait.
+    seconds = float(match.group(1))
+    return seconds if math.isfinite(seconds) else None
 
 
 class AliExpress(Provider):
@@ -230,19 +234,27 @@ class AliExpress(Provider):
             return
         code = error.opt_text("code") or "unknown"
         message = error.opt_text("message") or error.opt_text("msg") or "no message"
-        for secret in secrets:
-            # A gateway may echo the rejected code or token back; never carry it further.
-            if secret:
-                message = message.replace(secret, "[redacted]")
-        raise self._classify(code, error.opt_text("type"), message, endpoint, status)
+        # A gateway may echo the rejected code or token back: `_error` never carries them further.
+        raise self._classify(code, error.opt_text("type"), message, endpoint, status, secrets)
 
     def _classify(
-        self, code: str, kind: str | None, message: str, endpoint: str, status: int
+        self,
+        code: str,
+        kind: str | None,
+        message: str,
+        endpoint: str,
+        status: int,
+        secrets: tuple[str, ...] = (),
     ) -> ProviderError:
         cls = ERROR_CLASSES.get(code)
         if cls is RateLimited:
             return self._rate_limited(
-                endpoint, message, code=code, status=status, retry_after=ban_seconds(message)
+                endpoint,
+                message,
+                code=code,
+                status=status,
+                retry_after=ban_seconds(message),
+                secrets=secrets,
             )
         if cls is None:
             # Unknown codes: ISP (the API's service) and SYSTEM (the gateway) errors are the
@@ -250,7 +262,7 @@ class AliExpress(Provider):
             # anything untyped are about our request.
             temporary = (kind or "").upper() in ("ISP", "SYSTEM")
             cls = TemporaryFailure if temporary else RequestRejected
-        return self._error(cls, endpoint, message, code=code, status=status)
+        return self._error(cls, endpoint, message, code=code, status=status, secrets=secrets)
 
     def _grant(self, body: Fields) -> Grant:
         now = self.clock()
@@ -266,8 +278,8 @@ class AliExpress(Provider):
         account_id = body.id("seller_id") if body.get("seller_id") else body.id("user_id")
         return Grant(
             provider=self.name,
-            access_token=body.text("access_token"),
-            refresh_token=body.text("refresh_token") if refreshable else None,
+            access_token=body.token("access_token"),
+            refresh_token=body.token("refresh_token") if refreshable else None,
             access_expires_at=access_expires,
             refresh_expires_at=refresh_expires if refreshable else None,
             scopes=[],
@@ -283,10 +295,10 @@ def _expiry(body: Fields, absolute: str, relative: str, now: datetime) -> dateti
     None when the response states neither (the gateway always sends both for the access token;
     the refresh fields are missing only for app types that cannot refresh).
     """
-    millis = body.opt_number(absolute)
-    if millis is not None:
-        return from_epoch_millis(millis)
-    seconds = body.opt_number(relative)
-    if seconds is not None:
-        return now + timedelta(seconds=seconds)
+    moment = body.opt_moment(absolute, now, millis=True)
+    if moment is not None:
+        return moment
+    life = body.opt_lifetime(relative)
+    if life is not None:
+        return now + life
     return None

@@ -7,16 +7,25 @@ configuration and never touches storage.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
 
-from shopkeys.clock import Clock, utc_now
+from shopkeys.clock import (
+    MAX_LIFETIME_YEARS,
+    Clock,
+    from_epoch_millis,
+    from_epoch_seconds,
+    lifetime,
+    utc_now,
+    within_lifetime,
+)
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
     ConfigurationError,
@@ -27,7 +36,7 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant
-from shopkeys.redact import guard_logs
+from shopkeys.redact import guard_logs, redact
 
 guard_logs()
 
@@ -35,6 +44,24 @@ E = TypeVar("E", bound=ProviderError)
 
 # Response fields that carry credentials: never copied into `Grant.raw` or logged.
 TOKEN_FIELDS = frozenset({"access_token", "refresh_token", "public_token", "id_token"})
+
+#: The most of a platform's own words an error keeps: enough to diagnose, not a whole page echoed
+#: into every stored error and event.
+MAX_MESSAGE = 1000
+
+#: Credentials go back to the platform in headers and queries, so they must be what RFC 6749
+#: allows a token to be (visible ASCII; a space would split a header) and of a size that platforms
+#: issue (the same limit as the API's import).
+MAX_CREDENTIAL = 4096
+_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+#: Ids are stored in a 128-character column and shown; control characters have no place in one.
+MAX_ID = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+#: What no database column or JSON document can hold: NUL, and lone surrogates (which JSON's
+#: `\udXXX` escapes produce).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+#: How deep `Grant.raw` keeps a platform's nested objects; deeper ones are dropped.
+RAW_DEPTH = 16
 
 
 class Provider(ABC):
@@ -170,7 +197,11 @@ class Provider(ABC):
         endpoint: str,
         **kwargs: Any,
     ) -> httpx2.Response:
-        """Send a request, turning transport failures into `TemporaryFailure` without the URL."""
+        """Send a request; every failure of httpx2's request family becomes a classified error.
+
+        Messages name the failure's kind, never the exception's text: it can hold the URL, and
+        some platforms put secrets in queries.
+        """
         try:
             return await http.request(method, url, **kwargs)
         except httpx2.TimeoutException:
@@ -178,10 +209,31 @@ class Provider(ABC):
                 TemporaryFailure, endpoint, "the platform did not answer in time"
             ) from None
         except httpx2.TransportError as exc:
-            # The exception's text can hold the URL, and some platforms put secrets in queries.
             raise self._error(
                 TemporaryFailure, endpoint, f"connection failed ({type(exc).__name__})"
             ) from None
+        except httpx2.DecodingError:
+            # The body does not decode as its Content-Encoding says (a broken gzip stream): the
+            # answer is not what the protocol sends, most likely a proxy's doing.
+            raise self._protocol(
+                endpoint, "the answer's body does not decode as its Content-Encoding says"
+            ) from None
+        except httpx2.RequestError as exc:
+            # The rest of the family (too many redirects, ...): not the platform's protocol either.
+            raise self._protocol(endpoint, f"the request failed ({type(exc).__name__})") from None
+
+    def _clean(self, text: str, secrets: Iterable[str | None] = ()) -> str:
+        """Platform text made fit to raise, store and show.
+
+        A platform may echo the request it refuses: the app's client secret and `secrets` (the
+        code or tokens the call sent) are replaced wherever they appear, then the log filter's
+        patterns catch the rest. Shortened to `MAX_MESSAGE` only after that, so no cut can leave
+        half a secret that the replacement no longer recognizes.
+        """
+        cleaned = redact(text, known=(self.credentials.client_secret, *secrets))
+        if len(cleaned) > MAX_MESSAGE:
+            cleaned = cleaned[: MAX_MESSAGE - 1] + "…"
+        return cleaned
 
     def _error(
         self,
@@ -191,8 +243,17 @@ class Provider(ABC):
         *,
         code: str | None = None,
         status: int | None = None,
+        secrets: Iterable[str | None] = (),
     ) -> E:
-        return kind(message, provider=self.name, endpoint=endpoint, code=code, status=status)
+        """A `kind` error whose message and code are cleaned of `secrets` and the client secret."""
+        secrets = tuple(secrets)
+        return kind(
+            self._clean(message, secrets),
+            provider=self.name,
+            endpoint=endpoint,
+            code=self._clean(code, secrets) if code else code,
+            status=status,
+        )
 
     def _rate_limited(
         self,
@@ -202,12 +263,15 @@ class Provider(ABC):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        secrets: Iterable[str | None] = (),
     ) -> RateLimited:
+        """A `RateLimited` error, cleaned as `_error` cleans."""
+        secrets = tuple(secrets)
         return RateLimited(
-            message,
+            self._clean(message, secrets),
             provider=self.name,
             endpoint=endpoint,
-            code=code,
+            code=self._clean(code, secrets) if code else code,
             status=status,
             retry_after=retry_after,
         )
@@ -230,18 +294,19 @@ class Provider(ABC):
     def _json_object(self, response: httpx2.Response, endpoint: str) -> Fields:
         """The response body as a JSON object, or a `ProtocolError` saying what it was instead."""
         try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            kind = response.headers.get("content-type", "no content type")
+            data = parse_json(response)
+        except ValueError:
             raise self._protocol(
-                endpoint, f"expected a JSON body, got HTTP {response.status_code} with {kind}"
+                endpoint,
+                f"expected a JSON body, got HTTP {response.status_code} with "
+                f"{media_type(response)}",
             ) from None
         if not isinstance(data, dict):
             raise self._protocol(endpoint, f"expected a JSON object, got {type(data).__name__}")
         return Fields(data, provider=self.name, endpoint=endpoint)
 
     def _protocol(self, endpoint: str, what: str) -> ProtocolError:
-        return ProtocolError(what, provider=self.name, endpoint=endpoint)
+        return self._error(ProtocolError, endpoint, what)
 
 
 class _SigningAuth(httpx2.Auth):
@@ -267,7 +332,11 @@ class _SigningAuth(httpx2.Auth):
 
 
 class Fields:
-    """Typed access to a platform's JSON object: a wrong or missing field is a `ProtocolError`."""
+    """Typed access to a platform's JSON object: a wrong or missing field is a `ProtocolError`.
+
+    What it hands out can be stored and sent back: text without NUL or lone surrogates, finite
+    numbers, credentials of visible ASCII, times and lifetimes a credential can have.
+    """
 
     def __init__(self, data: dict[str, Any], *, provider: str, endpoint: str) -> None:
         self.data = data
@@ -281,78 +350,205 @@ class Fields:
         raise ProtocolError(what, provider=self.provider, endpoint=self.endpoint)
 
     def get(self, key: str) -> Any:
+        """The field as the platform sent it, unchecked (None when missing)."""
         return self.data.get(key)
 
     def text(self, key: str) -> str:
+        """A non-empty string."""
         value = self.data.get(key)
         if not isinstance(value, str) or value == "":
             self._fail(f"field {key!r} should be a non-empty string, got {_kind(value)}")
-        return value
+        return storable_text(value)
 
     def opt_text(self, key: str) -> str | None:
+        """A string (an integer is taken as its digits), or None when missing or empty."""
         value = self.data.get(key)
         if value is None or value == "":
             return None
         if isinstance(value, bool) or not isinstance(value, str | int):
             self._fail(f"field {key!r} should be a string, got {_kind(value)}")
-        return str(value)
+        return storable_text(str(value))
+
+    def token(self, key: str) -> str:
+        """A credential: up to `MAX_CREDENTIAL` visible ASCII characters, as it must go back out."""
+        value = self.data.get(key)
+        if not isinstance(value, str) or value == "":
+            self._fail(f"field {key!r} should be a non-empty string, got {_kind(value)}")
+        # The messages never quote the value: it is a credential, however broken.
+        if len(value) > MAX_CREDENTIAL:
+            self._fail(
+                f"field {key!r} should be at most {MAX_CREDENTIAL} characters, got {len(value)}"
+            )
+        if _CREDENTIAL.fullmatch(value) is None:
+            self._fail(
+                f"field {key!r} should hold visible ASCII characters only (no spaces, control "
+                "or non-ASCII characters)"
+            )
+        return value
+
+    def opt_token(self, key: str) -> str | None:
+        """A credential as `token` checks it, or None when missing or empty."""
+        if self.data.get(key) is None or self.data.get(key) == "":
+            return None
+        return self.token(key)
 
     def id(self, key: str) -> str:
         """An identifier sent as a string or a number, returned as a string."""
         value = self.data.get(key)
         if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
             self._fail(f"field {key!r} should be an id (string or integer), got {_kind(value)}")
-        return str(value)
+        text = str(value)
+        if len(text) > MAX_ID or _CONTROL.search(text):
+            self._fail(
+                f"field {key!r} should be an id of at most {MAX_ID} printable characters, got "
+                f"{len(text)} characters"
+            )
+        return text
 
     def number(self, key: str) -> float:
+        """A finite number, sent as a number or a numeric string."""
         value = self.data.get(key)
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                self._fail(f"field {key!r} should be a number, got a non-numeric string")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
             self._fail(f"field {key!r} should be a number, got {_kind(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            self._fail(f"field {key!r} should be a number, got a non-numeric string")
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            self._fail(f"field {key!r} should be a finite number, got one out of range")
+        return number
 
     def opt_number(self, key: str) -> float | None:
+        """A number as `number` checks it, or None when missing."""
         if self.data.get(key) is None:
             return None
         return self.number(key)
 
+    def moment(self, key: str, now: datetime, *, millis: bool = False) -> datetime:
+        """A time sent as a Unix timestamp in seconds (milliseconds with `millis`).
+
+        It must lie between 1970 and `MAX_LIFETIME` after `now`: no credential's expiry or issue
+        time lies anywhere else.
+        """
+        value = self.number(key)
+        try:
+            moment = from_epoch_millis(value) if millis else from_epoch_seconds(value)
+            return within_lifetime(moment, now)
+        except ValueError:
+            unit = "milliseconds" if millis else "seconds"
+            self._fail(
+                f"field {key!r} should be a Unix time in {unit} between 1970 and "
+                f"{MAX_LIFETIME_YEARS} years from now"
+            )
+
+    def opt_moment(self, key: str, now: datetime, *, millis: bool = False) -> datetime | None:
+        """A time as `moment` checks it, or None when missing."""
+        if self.data.get(key) is None:
+            return None
+        return self.moment(key, now, millis=millis)
+
+    def lifetime(self, key: str) -> timedelta:
+        """A lifetime in seconds, between 0 and `MAX_LIFETIME`."""
+        value = self.number(key)
+        try:
+            return lifetime(value)
+        except ValueError:
+            self._fail(
+                f"field {key!r} should be a lifetime between 0 seconds and "
+                f"{MAX_LIFETIME_YEARS} years"
+            )
+
+    def opt_lifetime(self, key: str) -> timedelta | None:
+        """A lifetime as `lifetime` checks it, or None when missing."""
+        if self.data.get(key) is None:
+            return None
+        return self.lifetime(key)
+
     def object(self, key: str) -> Fields:
+        """A nested object."""
         value = self.data.get(key)
         if not isinstance(value, dict):
             self._fail(f"field {key!r} should be an object, got {_kind(value)}")
         return Fields(value, provider=self.provider, endpoint=self.endpoint)
 
     def objects(self, key: str) -> list[Fields]:
+        """A list of objects."""
         value = self.data.get(key)
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self._fail(f"field {key!r} should be a list of objects, got {_kind(value)}")
         return [Fields(v, provider=self.provider, endpoint=self.endpoint) for v in value]
 
     def texts(self, key: str) -> list[str]:
+        """A list of strings; empty when missing."""
         value = self.data.get(key)
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self._fail(f"field {key!r} should be a list of strings, got {_kind(value)}")
-        return list(value)
+        return [storable_text(v) for v in value]
 
     def without_tokens(self) -> dict[str, Any]:
-        """The object minus every credential field, fit to store in `Grant.raw`."""
-        return {k: v for k, v in self.data.items() if k not in TOKEN_FIELDS}
+        """The object minus every credential field, fit to store in `Grant.raw`.
+
+        Fit also means storable as JSON everywhere (PostgreSQL refuses NaN and lone surrogates,
+        JSON responses refuse non-finite numbers): see `storable`.
+        """
+        return {
+            storable_text(str(k)): storable(v)
+            for k, v in self.data.items()
+            if k not in TOKEN_FIELDS
+        }
+
+
+def storable_text(text: str) -> str:
+    """`text` with what no database can hold (NUL, lone surrogates) replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def storable(value: Any, depth: int = RAW_DEPTH) -> Any:
+    """A parsed JSON value made storable in a JSON column and a JSON response.
+
+    Text as `storable_text`, non-finite numbers as None, and nothing nested more than `depth`
+    levels deep (deeper values become None: no platform nests its token answer that far).
+    """
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict | list):
+        if depth <= 0:
+            return None
+        if isinstance(value, list):
+            return [storable(v, depth - 1) for v in value]
+        return {storable_text(str(k)): storable(v, depth - 1) for k, v in value.items()}
+    return value
 
 
 def _kind(value: object) -> str:
     if value is None:
         return "nothing"
     return type(value).__name__
+
+
+def parse_json(response: httpx2.Response) -> Any:
+    """The body parsed as JSON; `ValueError` for any body that is not usable JSON.
+
+    Beyond invalid syntax and undecodable text, that is an integer with more digits than Python
+    converts (a `ValueError` that is no `JSONDecodeError`) and nesting deeper than the parser's
+    recursion goes.
+    """
+    try:
+        return response.json()
+    except RecursionError:
+        raise ValueError("the JSON body is nested too deeply") from None
+
+
+def media_type(response: httpx2.Response) -> str:
+    """The response's media type, without parameters, for messages ("no content type")."""
+    value = response.headers.get("content-type", "").split(";")[0].strip()
+    return value[:100] if value else "no content type"
 
 
 def retry_after_seconds(response: httpx2.Response) -> float | None:
@@ -371,4 +567,4 @@ def split_scopes(value: str | None) -> list[str]:
     """Scopes sent as one space- or comma-separated string, as a list."""
     if not value:
         return []
-    return [s for s in value.replace(",", " ").split() if s]
+    return [storable_text(s) for s in value.replace(",", " ").split() if s]

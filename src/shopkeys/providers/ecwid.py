@@ -40,7 +40,7 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant, Shop
-from shopkeys.providers.base import Fields, retry_after_seconds, split_scopes
+from shopkeys.providers.base import Fields, parse_json, retry_after_seconds, split_scopes
 from shopkeys.providers.oauth2 import ERROR_CLASSES as OAUTH_ERROR_CLASSES
 from shopkeys.providers.oauth2 import OAuth2Provider
 
@@ -173,7 +173,7 @@ class Ecwid(OAuth2Provider):
             )
         body = self._json_object(response, endpoint)
         if not response.is_success or "error" in body or "errorCode" in body:
-            raise self._token_error(body, response.status_code, endpoint)
+            raise self._token_error(body, response.status_code, endpoint, secrets=(code,))
         grant = self._grant(body)
         if store_id != grant.account_id:
             raise self._protocol(endpoint, "the token belongs to another store than the callback")
@@ -189,11 +189,12 @@ class Ecwid(OAuth2Provider):
         return self.url("auth", f"{TOKEN_PATH}/{store_id}")
 
     def _grant(self, body: Fields) -> Grant:
-        access_token = body.text("access_token")
+        access_token = body.token("access_token")
         token_type = body.opt_text("token_type")
         # The docs show "bearer", Ecwid's own WordPress plugin expects "Bearer": accept both.
         if token_type is not None and token_type.lower() != "bearer":
-            raise self._protocol(body.endpoint, f"unexpected token type {token_type!r}")
+            # `_protocol` cleans the platform's word, in case it is not a type but a credential.
+            raise self._protocol(body.endpoint, f"unexpected token type {token_type[:20]!r}")
         return Grant(
             provider=self.name,
             access_token=access_token,
@@ -204,15 +205,17 @@ class Ecwid(OAuth2Provider):
             account_id=body.id("store_id"),
             account_name=None,
             raw=body.without_tokens(),
-            public_token=body.opt_text("public_token"),
+            public_token=body.opt_token("public_token"),
         )
 
-    def _token_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:
+    def _token_error(
+        self, body: Fields, status: int, endpoint: str, *, secrets: tuple[str, ...]
+    ) -> ProviderError:
         # A bare 401/403 here refuses our client credentials (RequestRejected, as RFC 6749 has
         # it), unlike on the REST API where it refuses the token.
         if isinstance(body.get("errorCode"), str):
-            return self._rest_error(body, status, endpoint)
-        return self._oauth_error(body, status, endpoint)
+            return self._rest_error(body, status, endpoint, secrets=secrets)
+        return self._oauth_error(body, status, endpoint, secrets=secrets)
 
     # -- the REST API -----------------------------------------------------------------------------
 
@@ -232,7 +235,7 @@ class Ecwid(OAuth2Provider):
             endpoint=endpoint,
             headers={"Authorization": f"Bearer {grant.access_token}", "Accept": "application/json"},
         )
-        problem = self.classify(response, endpoint)
+        problem = self.classify(response, endpoint, secrets=(grant.access_token,))
         if problem is not None:
             raise problem
         profile = self._json_object(response, endpoint)
@@ -254,18 +257,26 @@ class Ecwid(OAuth2Provider):
             extra=extra,
         )
 
-    def classify(self, response: httpx2.Response, endpoint: str = "api") -> ProviderError | None:
-        """The classified error for a REST API answer, or None when it succeeded."""
+    def classify(
+        self, response: httpx2.Response, endpoint: str = "api", *, secrets: Iterable[str] = ()
+    ) -> ProviderError | None:
+        """The classified error for a REST API answer, or None when it succeeded.
+
+        `secrets` are values the request carried (its access token): the error never repeats
+        them, nor the app's client secret, should Ecwid echo the request back.
+        """
         if response.is_success:
             return None
         status = response.status_code
         try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = parse_json(response)
+        except ValueError:
             data = None
         if isinstance(data, dict):
             body = Fields(data, provider=self.name, endpoint=endpoint)
-            return self._rest_error(body, status, endpoint, retry_after_seconds(response))
+            return self._rest_error(
+                body, status, endpoint, retry_after_seconds(response), secrets=tuple(secrets)
+            )
         # No JSON body (an empty 403, a gateway's HTML page): the status alone decides.
         kind = error_class(None, status)
         message = f"the platform answered HTTP {status} without an error code"
@@ -276,7 +287,13 @@ class Ecwid(OAuth2Provider):
         return self._error(kind, endpoint, message, status=status)
 
     def _rest_error(
-        self, body: Fields, status: int, endpoint: str, retry_after: float | None = None
+        self,
+        body: Fields,
+        status: int,
+        endpoint: str,
+        retry_after: float | None = None,
+        *,
+        secrets: tuple[str, ...] = (),
     ) -> ProviderError:
         raw_code = body.get("errorCode")
         code = raw_code if isinstance(raw_code, str) and raw_code else None
@@ -285,9 +302,14 @@ class Ecwid(OAuth2Provider):
         kind = error_class(code, status)
         if kind is RateLimited:
             return self._rate_limited(
-                endpoint, message, code=code, status=status, retry_after=retry_after
+                endpoint,
+                message,
+                code=code,
+                status=status,
+                retry_after=retry_after,
+                secrets=secrets,
             )
-        return self._error(kind, endpoint, message, code=code, status=status)
+        return self._error(kind, endpoint, message, code=code, status=status, secrets=secrets)
 
     # -- webhooks ---------------------------------------------------------------------------------
 
@@ -299,7 +321,8 @@ class Ecwid(OAuth2Provider):
             return False
         try:
             event = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
+            # Not JSON, not text, an integer too long to convert, or nested too deeply.
             return False
         if not isinstance(event, dict):
             return False
@@ -317,8 +340,8 @@ class Ecwid(OAuth2Provider):
 
 def _is_json_object(response: httpx2.Response) -> bool:
     try:
-        return isinstance(response.json(), dict)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return isinstance(parse_json(response), dict)
+    except ValueError:
         return False
 
 

@@ -57,27 +57,42 @@ class OAuth2Provider(Provider):
         return self.scope_separator.join(chosen) if chosen else None
 
     async def _token_request(
-        self, http: httpx2.AsyncClient, endpoint: str, url: str, **kwargs: Any
+        self,
+        http: httpx2.AsyncClient,
+        endpoint: str,
+        url: str,
+        *,
+        secrets: tuple[str, ...],
+        **kwargs: Any,
     ) -> Fields:
-        """POST to a token endpoint and return the success body, or raise the classified error."""
+        """POST to a token endpoint and return the success body, or raise the classified error.
+
+        `secrets` are the code or token the request carries: an error never repeats them.
+        """
         response = await self._send(http, "POST", url, endpoint=endpoint, **kwargs)
         self._check_http_status(response, endpoint)
         body = self._json_object(response, endpoint)
         if response.is_success and "error" not in body:
             return body
-        raise self._oauth_error(body, response.status_code, endpoint)
+        raise self._oauth_error(body, response.status_code, endpoint, secrets=secrets)
 
-    def _oauth_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:
-        """The error class for an RFC 6749 error body (or a bare 4xx without one)."""
+    def _oauth_error(
+        self, body: Fields, status: int, endpoint: str, *, secrets: tuple[str, ...] = ()
+    ) -> ProviderError:
+        """The error class for an RFC 6749 error body (or a bare 4xx without one).
+
+        The platform's words are cleaned of `secrets` (what the request carried) and the client
+        secret, in case they echo the request back.
+        """
         code = body.get("error")
         if not isinstance(code, str):
             # No RFC 6749 body: a 401/403 means our credentials, anything else our request.
             message = _describe(body) or f"HTTP {status} without an error code"
-            return self._error(RequestRejected, endpoint, message, status=status)
+            return self._error(RequestRejected, endpoint, message, status=status, secrets=secrets)
         kind = ERROR_CLASSES.get(code, RequestRejected)
         description = body.get("error_description")
         message = description if isinstance(description, str) and description else code
-        return self._error(kind, endpoint, message, code=code, status=status)
+        return self._error(kind, endpoint, message, code=code, status=status, secrets=secrets)
 
 
 def _describe(body: Fields) -> str | None:

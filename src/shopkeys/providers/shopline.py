@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import httpx2
 
 from shopkeys import __version__
-from shopkeys.clock import from_epoch_seconds
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -89,7 +88,7 @@ class Shopline(OAuth2Provider):
         if error:
             # The merchant pressed Deny (or the page refused us): nothing to exchange.
             body = Fields(dict(callback_params), provider=self.name, endpoint="authorize")
-            raise self._oauth_error(body, 400, "authorize")
+            raise self._oauth_error(body, 400, "authorize", secrets=(code,))
         body = await self._token_request(
             http,
             endpoint,
@@ -101,6 +100,7 @@ class Shopline(OAuth2Provider):
                 "client_secret": self.credentials.client_secret,
                 "redirect_uri": redirect_uri,
             },
+            secrets=(code,),
         )
         return self._grant(body)
 
@@ -116,7 +116,7 @@ class Shopline(OAuth2Provider):
         if self.redirect_uri:
             fields["redirect_uri"] = self.redirect_uri
         body = await self._token_request(
-            http, "refresh", self.url("auth", "/oauth/token"), json=fields
+            http, "refresh", self.url("auth", "/oauth/token"), json=fields, secrets=(refresh_token,)
         )
         return self._grant(body)
 
@@ -144,12 +144,15 @@ class Shopline(OAuth2Provider):
         self._check_http_status(response, endpoint)
         body = self._json_object(response, endpoint)
         if not response.is_success or "error" in body or "code" in body:
-            raise self._oauth_error(body, response.status_code, endpoint)
+            raise self._oauth_error(
+                body, response.status_code, endpoint, secrets=(grant.access_token,)
+            )
         merchant = body.object("merchant")
         merchant_id = merchant.id("_id")
         name = merchant.opt_text("name")
         handle = merchant.opt_text("handle")
-        shop_extra = {k: v for k, v in (("handle", handle), ("email", merchant.get("email"))) if v}
+        email = merchant.opt_text("email")
+        shop_extra = {k: v for k, v in (("handle", handle), ("email", email)) if v}
         return Account(
             account_id=merchant_id,
             name=name,
@@ -173,16 +176,18 @@ class Shopline(OAuth2Provider):
         body = self._json_object(response, endpoint)
         if response.is_success and "error" not in body:
             return
-        raise self._oauth_error(body, response.status_code, endpoint)
+        raise self._oauth_error(body, response.status_code, endpoint, secrets=(token,))
 
     # -- parsing --------------------------------------------------------------------------------
 
-    def _oauth_error(self, body: Fields, status: int, endpoint: str) -> ProviderError:
+    def _oauth_error(
+        self, body: Fields, status: int, endpoint: str, *, secrets: tuple[str, ...] = ()
+    ) -> ProviderError:
         code = body.get("error")
         if not isinstance(code, str):
             code = body.get("code")
         if not isinstance(code, str):
-            return super()._oauth_error(body, status, endpoint)
+            return super()._oauth_error(body, status, endpoint, secrets=secrets)
         # Unknown codes are our request's fault unless proven otherwise: a temporary failure
         # would come as 5xx, which `_check_http_status` already handled.
         kind = SHOPLINE_ERROR_CLASSES.get(code, RequestRejected)
@@ -197,18 +202,17 @@ class Shopline(OAuth2Provider):
             if isinstance(value, str) and value:
                 message = value
                 break
-        return self._error(kind, endpoint, message, code=code, status=status)
+        return self._error(kind, endpoint, message, code=code, status=status, secrets=secrets)
 
     def _grant(self, body: Fields) -> Grant:
         token_type = body.text("token_type")
         if token_type.lower() != "bearer":
-            raise ProtocolError(
-                f"token_type should be Bearer, got {token_type[:20]!r}",
-                provider=self.name,
-                endpoint=body.endpoint,
+            # `_protocol` cleans the platform's word, in case it is not a type but a credential.
+            raise self._protocol(
+                body.endpoint, f"token_type should be Bearer, got {token_type[:20]!r}"
             )
-        access_token = body.text("access_token")
-        refresh_token = body.opt_text("refresh_token")
+        access_token = body.token("access_token")
+        refresh_token = body.opt_token("refresh_token")
         access_expires = self._access_expiry(body)
         refresh_expires = (
             access_expires + REFRESH_GRACE if refresh_token and access_expires else None
@@ -232,12 +236,11 @@ class Shopline(OAuth2Provider):
 
     def _access_expiry(self, body: Fields) -> datetime | None:
         """`created_at + expires_in`: the token's life counts from its issue, not from now."""
-        expires_in = body.opt_number("expires_in")
+        expires_in = body.opt_lifetime("expires_in")
         if expires_in is None:
             return None  # Doorkeeper leaves it out for tokens that never expire.
-        created_at = body.opt_number("created_at")
-        issued = from_epoch_seconds(created_at) if created_at is not None else self.clock()
-        return issued + timedelta(seconds=expires_in)
+        now = self.clock()
+        return (body.opt_moment("created_at", now) or now) + expires_in
 
 
 def _scopes(body: Fields) -> list[str]:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar, Final
 from urllib.parse import urlencode
 
 import httpx2
 
-from shopkeys.clock import from_epoch_seconds
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -37,7 +36,6 @@ from shopkeys.errors import (
 )
 from shopkeys.grant import Account, Grant, Shop
 from shopkeys.providers.base import Fields, Provider, retry_after_seconds
-from shopkeys.redact import redact
 
 #: Query parameters that never enter the signature.
 UNSIGNED_PARAMETERS: Final = frozenset({"sign", "access_token"})
@@ -79,8 +77,9 @@ ERROR_CLASSES: Final[Mapping[int, type[ProviderError]]] = {
 # side; a wrongly "temporary" error would be retried forever, a wrongly "rejected" one surfaces.
 _TEMPORARY_WORDS: Final = ("internal", "system busy", "timeout", "timed out", "try again")
 
-# Absolute Unix times before this (2001-09-09) can only be durations mistaken for times.
-_EARLIEST_EXPIRY: Final = 1_000_000_000
+# Absolute Unix times before this (2001-09-09, Unix time 10**9) can only be durations mistaken
+# for times.
+_EARLIEST_EXPIRY: Final = datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC)
 
 
 def sign(app_secret: str, path: str, params: Mapping[str, str], body: bytes = b"") -> str:
@@ -183,7 +182,7 @@ class TikTokShop(Provider):
             "auth_code": code,
             "grant_type": "authorized_code",
         }
-        data = await self._token_call(http, "token", TOKEN_GET_PATH, params)
+        data = await self._token_call(http, "token", TOKEN_GET_PATH, params, secret=code)
         # Where the seller's shop is, as the callback said; the token response does not say it.
         extra = {k: callback_params[k] for k in ("shop_region", "locale") if callback_params.get(k)}
         return self._grant(data, extra)
@@ -196,22 +195,31 @@ class TikTokShop(Provider):
             "refresh_token": refresh_token,
             "grant_type": "refresh_token",
         }
-        data = await self._token_call(http, "refresh", TOKEN_REFRESH_PATH, params)
+        data = await self._token_call(
+            http, "refresh", TOKEN_REFRESH_PATH, params, secret=refresh_token
+        )
         return self._grant(data, {})
 
     async def _token_call(
-        self, http: httpx2.AsyncClient, endpoint: str, path: str, params: Mapping[str, str]
+        self,
+        http: httpx2.AsyncClient,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str],
+        *,
+        secret: str,
     ) -> Fields:
+        """GET a token endpoint; `secret` is the code or refresh token that `params` carry."""
         response = await self._send(
             http, "GET", self.url("token", path), endpoint=endpoint, params=params
         )
-        return self._envelope(response, endpoint)
+        return self._envelope(response, endpoint, secrets=(secret,))
 
     def _grant(self, data: Fields, extra: Mapping[str, str]) -> Grant:
         return Grant(
             provider=self.name,
-            access_token=data.text("access_token"),
-            refresh_token=data.text("refresh_token"),
+            access_token=data.token("access_token"),
+            refresh_token=data.token("refresh_token"),
             access_expires_at=self._expiry(data, "access_token_expire_in", required=True),
             refresh_expires_at=self._expiry(data, "refresh_token_expire_in", required=False),
             scopes=data.texts("granted_scopes"),
@@ -222,14 +230,14 @@ class TikTokShop(Provider):
 
     def _expiry(self, data: Fields, key: str, *, required: bool) -> datetime | None:
         """An absolute expiry; a value that can only be a duration is a protocol break."""
-        value = data.number(key) if required else data.opt_number(key)
-        if value is None or (value == 0 and not required):
+        if not required and data.opt_number(key) in (None, 0):
             return None
-        if value < _EARLIEST_EXPIRY:
+        moment = data.moment(key, self.clock())
+        if moment < _EARLIEST_EXPIRY:
             raise self._protocol(
                 data.endpoint, f"field {key!r} should be an absolute Unix time, got a duration"
             )
-        return from_epoch_seconds(value)
+        return moment
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -243,7 +251,7 @@ class TikTokShop(Provider):
             endpoint=endpoint,
             auth=self.auth(grant.access_token),
         )
-        data = self._envelope(response, endpoint)
+        data = self._envelope(response, endpoint, secrets=(grant.access_token,))
         shops = [
             Shop(
                 id=shop.id("id"),
@@ -306,8 +314,13 @@ class TikTokShop(Provider):
 
     # -- answers --------------------------------------------------------------------------------
 
-    def _envelope(self, response: httpx2.Response, endpoint: str) -> Fields:
-        """The `data` object of a successful answer, or the classified error."""
+    def _envelope(
+        self, response: httpx2.Response, endpoint: str, *, secrets: tuple[str, ...]
+    ) -> Fields:
+        """The `data` object of a successful answer, or the classified error.
+
+        `secrets` are what the request carried (its code or token): an error never repeats them.
+        """
         self._check_http_status(response, endpoint)
         if response.is_client_error and not _looks_json(response):
             raise self._error(
@@ -321,7 +334,7 @@ class TikTokShop(Provider):
         if isinstance(code, bool) or not isinstance(code, int):
             raise self._protocol(endpoint, "field 'code' should be an integer")
         if code != 0:
-            raise self._classify(code, body.get("message"), response, endpoint)
+            raise self._classify(code, body.get("message"), response, endpoint, secrets)
         if not response.is_success:
             raise self._error(
                 RequestRejected,
@@ -332,10 +345,15 @@ class TikTokShop(Provider):
         return body.object("data")
 
     def _classify(
-        self, code: int, message: object, response: httpx2.Response, endpoint: str
+        self,
+        code: int,
+        message: object,
+        response: httpx2.Response,
+        endpoint: str,
+        secrets: tuple[str, ...] = (),
     ) -> ProviderError:
-        # The platform's words, redacted in case they echo a parameter back.
-        text = redact(message) if isinstance(message, str) and message else "no message"
+        # The platform's words; `_error` cleans them in case they echo the request back.
+        text = message if isinstance(message, str) and message else "no message"
         status = response.status_code
         kind = ERROR_CLASSES.get(code)
         if kind is RateLimited:
@@ -345,11 +363,12 @@ class TikTokShop(Provider):
                 code=str(code),
                 status=status,
                 retry_after=retry_after_seconds(response),
+                secrets=secrets,
             )
         if kind is None:
             temporary = any(word in text.lower() for word in _TEMPORARY_WORDS)
             kind = TemporaryFailure if temporary else RequestRejected
-        return self._error(kind, endpoint, text, code=str(code), status=status)
+        return self._error(kind, endpoint, text, code=str(code), status=status, secrets=secrets)
 
 
 def _looks_json(response: httpx2.Response) -> bool:

@@ -36,6 +36,8 @@ class Connection:
     #: Whether a refresh token is stored: False for tokens that never expire and for grants the
     #: platform issued without a usable refresh token.
     refreshable: bool = True
+    #: When the merchant last connected the store (connect, reconnect, install or import).
+    connected_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class AuthSession:
     state_expires_at: datetime | None
     consumed_at: datetime | None
     connection_id: str | None
+    #: The hash of the cookie of the browser that opened the link, when one did.
+    browser_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

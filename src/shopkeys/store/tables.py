@@ -43,6 +43,7 @@ class ConnectionRow(Base):
         UniqueConstraint("provider", "account_id", name="uq_connections_provider_account"),
         Index("ix_connections_end_user", "end_user_id"),
         Index("ix_connections_next_refresh", "next_refresh_at"),
+        Index("ix_connections_end_user_connected", "end_user_id", "connected_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -64,6 +65,8 @@ class ConnectionRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: When the merchant last connected the store (a connect, reconnect, install or import).
+    connected_at: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
     # Refresh bookkeeping for the refresh engine: when to try, failures so far, who holds it.
     next_refresh_at: Mapped[datetime | None]
@@ -97,6 +100,12 @@ class AuthSessionRow(Base):
     connection_id: Mapped[str | None] = mapped_column(
         String(40), ForeignKey("connections.id", ondelete="SET NULL")
     )
+    # The hash of the cookie set on the browser that opened the link (RFC 6749 section 10.12).
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    # A callback that came back in another browser: the grant, encrypted, until the merchant
+    # confirms it with the secret whose hash is `confirm_hash`.
+    confirm_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    pending: Mapped[str | None] = mapped_column(Text)
 
 
 class EventRow(Base):

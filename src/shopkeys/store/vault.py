@@ -7,7 +7,10 @@ cache), so nothing serves a token the vault has replaced.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
+import random
 import secrets
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
@@ -16,14 +19,14 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from shopkeys.clock import Clock, utc_now
 from shopkeys.crypto import KeyRing
-from shopkeys.grant import Account, Grant
+from shopkeys.grant import Account, Grant, Shop
 from shopkeys.store.records import (
     ACTIVE,
     NEEDS_REAUTH,
@@ -36,9 +39,9 @@ from shopkeys.store.records import (
 from shopkeys.store.tables import ApiKeyRow, AuthSessionRow, ConnectionRow, EventRow
 
 Listener = Callable[[str], None]
-#: How often a write is tried again when the connection changed between its read and its write.
-STALE_RETRIES = 5
 T = TypeVar("T")
+#: The longest account name the connections table holds.
+ACCOUNT_NAME_LENGTH = 255
 
 
 class StateProblem(Enum):
@@ -57,7 +60,36 @@ class StateCheck:
 
 
 class VersionConflict(Exception):
-    """Someone else changed the connection since it was read."""
+    """Someone else changed the connection since it was read, and the write did not happen.
+
+    Trying again may succeed (the API answers 409 `conflict`). The message names the connection
+    at most, never a token.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How many times a write is tried when its connection changes under it, and the waits.
+
+    Writers that collided once would collide again in lockstep (on SQLite, whose FOR UPDATE is
+    a no-op, every writer has the same window between its read and its write), so each waits
+    a random while (full jitter) under a ceiling that doubles with every attempt. `sleep` and
+    `jitter` are there for tests, which never wait.
+    """
+
+    attempts: int = 10
+    first: float = 0.005
+    ceiling: float = 0.2
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    jitter: Callable[[], float] = random.random
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1 for the first)."""
+        return self.jitter() * min(self.ceiling, self.first * 2.0 ** (retry - 1))
+
+
+#: The backoff of every vault's retried writes (about a second in all, at worst).
+BACKOFF = Backoff()
 
 
 class EndUserConflict(Exception):
@@ -95,17 +127,18 @@ class Vault:
         """Run `work` in a transaction again when a connection changed under it.
 
         `work` reads the row afresh each time, so its checks (the refresh token still the one
-        used, the ciphertext still under an old key) judge the newest state.
+        used, the ciphertext still under an old key) judge the newest state, and trying it again
+        is safe. `VersionConflict` when the row kept changing through every attempt (`BACKOFF`).
         """
-        for _ in range(STALE_RETRIES - 1):
+        backoff = BACKOFF
+        for attempt in range(backoff.attempts):
+            if attempt:
+                await backoff.sleep(backoff.delay(attempt))
             try:
                 return await self._transaction(work)
             except StaleDataError:
                 continue
-        try:
-            return await self._transaction(work)
-        except StaleDataError:
-            raise VersionConflict("the connection kept changing; try again") from None
+        raise VersionConflict("the connection kept changing; try again")
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -147,15 +180,24 @@ class Vault:
         adding a second one; an `end_user_id` of None keeps the end user it had. `source` names
         where the grant came from (an app market install, say) in the event.
         """
+
+        async def work(session: AsyncSession) -> tuple[Connection, bool]:
+            if self.engine.dialect.name == "sqlite":
+                # SQLite ignores FOR UPDATE: its write lock, taken before the read, makes
+                # concurrent upserts of one store wait their turn instead of conflicting.
+                await session.execute(text("BEGIN IMMEDIATE"))
+            return await self._upsert(session, grant, account, end_user_id, source)
+
         for attempt in range(2):
             try:
-                return await self._retrying(
-                    lambda session: self._upsert(session, grant, account, end_user_id, source)
-                )
-            except IntegrityError:
-                # Two callbacks for the same new store raced; the second becomes an update.
-                if attempt:
+                return await self._retrying(work)
+            except IntegrityError as exc:
+                if not _lost_insert_race(exc):
                     raise
+                # Two writers inserted the same new store at once: the loser's next attempt reads
+                # the winner's row and updates it. Losing twice, the row came and went meanwhile.
+                if attempt:
+                    raise VersionConflict("the connection kept changing; try again") from None
         raise AssertionError("unreachable")
 
     async def _upsert(
@@ -189,9 +231,21 @@ class Vault:
         else:
             row.version += 1
         self._write_grant(row, grant)
-        row.account_name = account.name or grant.account_name
+        # A platform's store name can outgrow the column; the id is what identifies the store.
+        name = account.name or grant.account_name
+        row.account_name = name[:ACCOUNT_NAME_LENGTH] if name else None
+        # The merchant proved control of the store by authorizing it: the store follows them,
+        # and the move is recorded so the app sees it.
+        moved_from = (
+            row.end_user_id
+            if not created
+            and end_user_id is not None
+            and row.end_user_id not in (None, end_user_id)
+            else None
+        )
         if end_user_id is not None or created:
             row.end_user_id = end_user_id
+        row.connected_at = now
         row.status = ACTIVE
         row.shops = [_shop_json(shop) for shop in account.shops]
         row.updated_at = now
@@ -203,6 +257,8 @@ class Vault:
         if source:
             detail["source"] = source
         session.add(_event(row, "connected" if created else "reconnected", now, detail))
+        if moved_from is not None:
+            session.add(_event(row, "moved", now, {"from": moved_from, "to": end_user_id}))
         record = _connection(row)
         self._after_commit(session, row.id)
         return record, created
@@ -284,6 +340,24 @@ class Vault:
         async with self._sessions() as session:
             return [_connection(row) for row in await session.scalars(query)]
 
+    async def current_connection(
+        self, end_user_id: str, provider: str | None = None
+    ) -> Connection | None:
+        """The end user's most recently connected store (on `provider`, when given), whatever
+        its status: a newer store that needs the merchant must not be swapped for an older one.
+        """
+        query = (
+            select(ConnectionRow)
+            .where(ConnectionRow.end_user_id == end_user_id)
+            .order_by(ConnectionRow.connected_at.desc(), ConnectionRow.id.desc())
+            .limit(1)
+        )
+        if provider:
+            query = query.where(ConnectionRow.provider == provider)
+        async with self._sessions() as session:
+            row = await session.scalar(query)
+            return _connection(row) if row else None
+
     async def count(self) -> int:
         async with self._sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(ConnectionRow)) or 0)
@@ -325,7 +399,10 @@ class Vault:
                 if grant.refresh_token
                 else _with_refresh_token(grant, current, row.refresh_expires_at)
             )
-            self._write_grant(row, grant_to_store)
+            # A refresh answers with less than the authorization did (TikTok's callback named
+            # the shop's region and locale): keep what it does not replace.
+            metadata = {**(row.metadata_ or {}), **grant_to_store.raw}
+            self._write_grant(row, replace(grant_to_store, raw=metadata))
             row.version += 1
             row.status = ACTIVE
             row.updated_at = now
@@ -436,6 +513,25 @@ class Vault:
                 progress(done, len(ids))
         return changed
 
+    async def key_ids_in_use(self) -> dict[str, int]:
+        """How many stored tokens (access, refresh, public) name each encryption key id.
+
+        What `shopkeys keys retire` and `doctor` go by: a key is safe to drop only at zero. Read
+        in batches, so a large table is never held in memory at once.
+        """
+        counts: dict[str, int] = {}
+        query = select(
+            ConnectionRow.access_token, ConnectionRow.refresh_token, ConnectionRow.public_token
+        )
+        async with self.engine.connect() as connection:
+            result = await connection.stream(query.execution_options(yield_per=1000))
+            async for row in result:
+                for value in row:
+                    key_id = KeyRing.key_id_of(value) if value else None
+                    if key_id is not None:
+                        counts[key_id] = counts.get(key_id, 0) + 1
+        return counts
+
     # -- connect sessions and state -------------------------------------------------------------
 
     async def create_auth_session(
@@ -517,14 +613,26 @@ class Vault:
             row = await session.get(AuthSessionRow, session_id)
             return _auth_session(row) if row else None
 
-    async def issue_state(self, session_id: str, state_hash: str, expires_at: datetime) -> None:
-        """Replace the session's state: only the newest authorization attempt can complete."""
+    async def issue_state(
+        self,
+        session_id: str,
+        state_hash: str,
+        expires_at: datetime,
+        *,
+        browser_hash: str | None = None,
+    ) -> None:
+        """Replace the session's state: only the newest authorization attempt can complete.
+
+        `browser_hash` binds the attempt to the browser that started it.
+        """
 
         async def work(session: AsyncSession) -> None:
             await session.execute(
                 update(AuthSessionRow)
                 .where(AuthSessionRow.id == session_id)
-                .values(state_hash=state_hash, state_expires_at=expires_at)
+                .values(
+                    state_hash=state_hash, state_expires_at=expires_at, browser_hash=browser_hash
+                )
             )
 
         await self._transaction(work)
@@ -547,7 +655,10 @@ class Vault:
                 return StateCheck(None, StateProblem.USED)
             if provider is not None and row.provider != provider:
                 return StateCheck(None, StateProblem.WRONG_PROVIDER)
-            if row.state_expires_at is None or now >= row.state_expires_at:
+            if row.state_expires_at is None:
+                # Spent by an attempt that failed after it (see `reopen_auth_session`).
+                return StateCheck(None, StateProblem.USED)
+            if now >= row.state_expires_at:
                 return StateCheck(None, StateProblem.EXPIRED)
             # The conditional update is what makes it single use under concurrency.
             result = await session.execute(
@@ -561,6 +672,89 @@ class Vault:
             return StateCheck(_auth_session(row), None)
 
         return await self._transaction(work)
+
+    async def reopen_auth_session(self, session_id: str) -> None:
+        """Let a connect link be used again after an attempt that failed on the way.
+
+        The state stays spent (a replay of it is refused as used); opening the link again issues
+        a new one. Only a success, a decline or the link's expiry ends a connect session.
+        """
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(AuthSessionRow)
+                .where(AuthSessionRow.id == session_id, AuthSessionRow.connection_id.is_(None))
+                .values(
+                    consumed_at=None,
+                    state_expires_at=None,
+                    confirm_hash=None,
+                    pending=None,
+                )
+            )
+
+        await self._transaction(work)
+
+    async def hold_for_confirmation(
+        self, session_id: str, grant: Grant, account: Account, confirm_hash: str
+    ) -> None:
+        """Keep a callback's grant, encrypted, until the merchant confirms it in this browser."""
+        payload = json.dumps(
+            {
+                "grant": {
+                    **{k: getattr(grant, k) for k in _GRANT_TEXT_FIELDS},
+                    "access_expires_at": _iso(grant.access_expires_at),
+                    "refresh_expires_at": _iso(grant.refresh_expires_at),
+                    "scopes": list(grant.scopes),
+                    "raw": grant.raw,
+                },
+                "account": {
+                    "account_id": account.account_id,
+                    "name": account.name,
+                    "shops": [_shop_json(shop) for shop in account.shops],
+                    "extra": account.extra,
+                },
+            }
+        )
+        sealed = self.keys.encrypt(payload, f"auth_sessions:{session_id}:pending")
+
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(AuthSessionRow)
+                .where(AuthSessionRow.id == session_id)
+                .values(pending=sealed, confirm_hash=confirm_hash)
+            )
+
+        await self._transaction(work)
+
+    async def take_confirmation(
+        self, confirm_hash: str
+    ) -> tuple[AuthSession, Grant, Account] | None:
+        """The grant waiting under `confirm_hash`, taken once (None: unknown, used or expired)."""
+        now = self.clock()
+
+        async def work(session: AsyncSession) -> tuple[AuthSession, str] | None:
+            row = await session.scalar(
+                select(AuthSessionRow).where(AuthSessionRow.confirm_hash == confirm_hash)
+            )
+            if row is None or row.pending is None or now >= row.expires_at:
+                return None
+            # Read before the update below, which also clears the loaded row.
+            sealed, record = row.pending, _auth_session(row)
+            result = await session.execute(
+                update(AuthSessionRow)
+                .where(AuthSessionRow.id == row.id, AuthSessionRow.confirm_hash == confirm_hash)
+                .values(confirm_hash=None, pending=None)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return record, sealed
+
+        taken = await self._transaction(work)
+        if taken is None:
+            return None
+        auth_session, sealed = taken
+        data = json.loads(self.keys.decrypt(sealed, f"auth_sessions:{auth_session.id}:pending"))
+        return auth_session, _grant_from(data["grant"]), _account_from(data["account"])
 
     async def complete_auth_session(self, session_id: str, connection_id: str) -> None:
         async def work(session: AsyncSession) -> None:
@@ -627,6 +821,22 @@ class Vault:
 
         return await self._transaction(work)
 
+    async def revoked_api_key_hashes(self, since: datetime) -> list[str]:
+        """The hashes of the keys revoked at or after `since` (a running service forgets them)."""
+        query = select(ApiKeyRow.key_hash).where(ApiKeyRow.revoked_at >= since)
+        async with self.engine.connect() as connection:
+            return list(await connection.scalars(query))
+
+
+def _lost_insert_race(exc: IntegrityError) -> bool:
+    """Whether an insert failed on a unique key, as when another writer inserted the row first."""
+    original = exc.orig
+    # asyncpg reports the SQLSTATE; sqlite3 names its extended error code.
+    return (
+        getattr(original, "sqlstate", None) == "23505"
+        or getattr(original, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE"
+    )
+
 
 def _shop_json(shop: Any) -> dict[str, Any]:
     return {"id": shop.id, "name": shop.name, "region": shop.region, **shop.extra}
@@ -664,6 +874,7 @@ def _connection(row: ConnectionRow) -> Connection:
         refresh_failures=row.refresh_failures,
         last_error=row.last_error,
         refreshable=row.refresh_token is not None,
+        connected_at=row.connected_at or row.created_at,
     )
 
 
@@ -678,6 +889,7 @@ def _auth_session(row: AuthSessionRow) -> AuthSession:
         state_expires_at=row.state_expires_at,
         consumed_at=row.consumed_at,
         connection_id=row.connection_id,
+        browser_hash=row.browser_hash,
     )
 
 
@@ -700,4 +912,55 @@ def _api_key(row: ApiKeyRow) -> ApiKey:
         scope=row.scope,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+    )
+
+
+_GRANT_TEXT_FIELDS = (
+    "provider",
+    "access_token",
+    "refresh_token",
+    "account_id",
+    "account_name",
+    "public_token",
+)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _grant_from(data: dict[str, Any]) -> Grant:
+    def moment(key: str) -> datetime | None:
+        value = data.get(key)
+        return datetime.fromisoformat(value) if value else None
+
+    return Grant(
+        provider=data["provider"],
+        access_token=data["access_token"],
+        refresh_token=data.get("refresh_token"),
+        account_id=data["account_id"],
+        account_name=data.get("account_name"),
+        public_token=data.get("public_token"),
+        access_expires_at=moment("access_expires_at"),
+        refresh_expires_at=moment("refresh_expires_at"),
+        scopes=list(data.get("scopes") or []),
+        raw=dict(data.get("raw") or {}),
+    )
+
+
+def _account_from(data: dict[str, Any]) -> Account:
+    shops = [
+        Shop(
+            id=shop["id"],
+            name=shop.get("name"),
+            region=shop.get("region"),
+            extra={k: v for k, v in shop.items() if k not in ("id", "name", "region")},
+        )
+        for shop in data.get("shops") or []
+    ]
+    return Account(
+        account_id=data["account_id"],
+        name=data.get("name"),
+        shops=shops,
+        extra=dict(data.get("extra") or {}),
     )

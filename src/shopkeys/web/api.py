@@ -54,7 +54,7 @@ async def healthz(runtime: RuntimeDep) -> Health:
     tags=["connect"],
     status_code=201,
     response_model=ConnectSessionResponse,
-    responses=responses(400, 401, 403, 404, 409),
+    responses=responses(400, 401, 403, 404, 409, 413),
 )
 async def create_connect_session(
     body: ConnectSessionRequest, runtime: RuntimeDep, _key: Admin
@@ -110,17 +110,16 @@ async def list_connections(
 async def token_for_end_user(
     runtime: RuntimeDep,
     _key: Reader,
-    end_user_id: str,
+    end_user_id: Annotated[str, Query(min_length=1, max_length=255)],
     provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"] | None = None,
 ) -> Response:
-    """The token of an end user's most recently connected store (on `provider`, if given)."""
-    rows = await runtime.vault.list_connections(
-        end_user_id=end_user_id, provider=provider, status="active", limit=500
-    )
-    if not rows:
-        raise ApiError(404, "not_found", "that end user has no active connection here")
-    newest = max(rows, key=lambda c: c.updated_at)
-    token = await runtime.tokens.fresh_token(newest.id)
+    """The token of the end user's current connection: the store they connected most recently
+    (on `provider`, if given). 409 when that store needs the merchant again: an older store is
+    never served in its place."""
+    current = await runtime.vault.current_connection(end_user_id, provider)
+    if current is None:
+        raise ApiError(404, "not_found", "that end user has no connection here")
+    token = await runtime.tokens.fresh_token(current.id)
     return Response(render(token), media_type="application/json")
 
 
@@ -129,7 +128,7 @@ async def token_for_end_user(
     tags=["connections"],
     status_code=201,
     response_model=ImportResponse,
-    responses=responses(400, 401, 403, 404, 429, 502),
+    responses=responses(400, 401, 403, 404, 409, 413, 429, 502),
 )
 async def import_connection(
     body: ImportRequest, runtime: RuntimeDep, _key: Admin
@@ -176,7 +175,7 @@ async def get_connection(connection_id: str, runtime: RuntimeDep, _key: Reader) 
     "/connections/{connection_id}",
     tags=["connections"],
     response_model=ConnectionOut,
-    responses=responses(401, 403, 404, 409),
+    responses=responses(401, 403, 404, 409, 413),
 )
 async def update_connection(
     connection_id: str, body: ConnectionPatch, runtime: RuntimeDep, _key: Admin

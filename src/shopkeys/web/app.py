@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,18 +22,23 @@ from shopkeys import __version__
 from shopkeys.clock import Clock, utc_now
 from shopkeys.config import Settings
 from shopkeys.connect import ConnectError
+from shopkeys.crypto import DecryptionError
 from shopkeys.errors import NotSupported, ProviderError
 from shopkeys.redact import guard_logs
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.runtime import open_runtime
 from shopkeys.sandbox import Sandbox, build_sandbox, point_at_sandbox
+from shopkeys.store.vault import VersionConflict
 from shopkeys.web import api, hot_path, pages
 from shopkeys.web.errors import ApiError, error_response
+from shopkeys.web.limits import RequestLimits
 from shopkeys.web.problems import problem_response
 from shopkeys.web.schemas import ErrorResponse, TokenOut
 from shopkeys.web.security import API_PREFIX, ApiKeyGate
 
 SANDBOX_KEY_NAME = "sandbox"
+
+log = logging.getLogger("shopkeys.web")
 
 
 def create_app(
@@ -58,16 +64,24 @@ def create_app(
             await runtime.api_keys.ensure(SANDBOX_KEY_NAME, sandbox_api_key)
         app.state.runtime = runtime
         await runtime.tokens.watch_from_now()
-        revalidation = asyncio.create_task(runtime.tokens.keep_revalidated())
+        background = [
+            asyncio.create_task(runtime.tokens.keep_revalidated()),
+            # What other processes (the CLI) change must reach this one within seconds: a
+            # revoked API key, a rotated key file.
+            asyncio.create_task(runtime.api_keys.keep_revocations_seen()),
+            asyncio.create_task(runtime.vault.keys.keep_following()),
+        ]
         # Start-up objects live as long as the process: keep them out of the collector's scans,
         # which otherwise pause the hot path while the token cache fills.
         gc.freeze()
         try:
             yield
         finally:
-            revalidation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await revalidation
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runtime.close()
 
     app = FastAPI(
@@ -79,6 +93,8 @@ def create_app(
     app.state.settings = settings
     app.state.sandbox = simulators
     app.add_middleware(ApiKeyGate)
+    # Outermost: nothing, not even the key check, sees a request these limits refuse.
+    app.add_middleware(RequestLimits)
     # The hot path goes first so FastAPI's `/v1/connections/{id}` routes never shadow it.
     app.router.routes.insert(0, Route(hot_path.PATH, hot_path.token_endpoint, methods=["GET"]))
     app.include_router(api.health_router)
@@ -95,8 +111,13 @@ def create_app(
         ConnectionNotFound,
         ConnectionUnusable,
         NotRefreshable,
+        VersionConflict,
     ):
         app.add_exception_handler(kind, _problem)
+    app.add_exception_handler(DecryptionError, _undecryptable)
+    # Anything else unforeseen: still the error shape, and the connection closed cleanly so the
+    # client's next request on it does not meet a reset.
+    app.add_exception_handler(Exception, _server_error)
     # Every API failure has the one error shape, FastAPI's own 404/405/422 included.
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -119,7 +140,24 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
     return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+async def _undecryptable(request: Request, exc: Exception) -> Response:
+    log.error("a stored token cannot be decrypted (%s): check the key ring", request.url.path)
+    return error_response(
+        500,
+        "undecryptable",
+        "a stored token cannot be decrypted with the configured keys (see `shopkeys doctor`)",
+        connection="close",
+    )
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Starlette logs the exception itself after this answer is sent.
+    return error_response(
+        500, "internal_error", "the service failed; the error is in its log", connection="close"
+    )
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -34,6 +34,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "Not found",
         409: "Conflict: the connection needs re-authorization or has nothing to refresh, or "
         "the platform's configuration is incomplete",
+        413: "The request body is larger than 64 KiB",
         429: "The platform rate-limits this app",
         502: "The platform failed or refused",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from shopkeys.connect import ConnectError
+from shopkeys.connect import SESSION_LIFETIME, Completed, ConnectError, NeedsConfirmation
 from shopkeys.providers import NAMES, get
 from shopkeys.sandbox.app import MOUNT_PREFIX
 from shopkeys.store.records import Connection
@@ -21,6 +22,9 @@ from shopkeys.web.security import runtime_of
 log = logging.getLogger("shopkeys.web")
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
+
+#: The cookie that binds a connect attempt to the browser that opened the link.
+BROWSER_COOKIE = "shopkeys_connect"
 
 #: The end user that connections made from the home page belong to.
 HOME_END_USER = "sandbox-user"
@@ -86,11 +90,23 @@ async def open_connect_link(request: Request) -> Response:
     token = request.query_params.get("session", "")
     if not token:
         return _result(request, 404, "This link does not work", "This connect link is not valid.")
+    # One secret per browser, kept across links: the callback must come back to this browser.
+    browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+    runtime = runtime_of(request)
     try:
-        url = await runtime_of(request).connect.authorization_redirect(token)
+        url = await runtime.connect.authorization_redirect(token, browser=browser)
     except ConnectError as exc:
         return _result(request, exc.status, "This link does not work", exc.message)
-    return RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+    response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+    response.set_cookie(
+        BROWSER_COOKIE,
+        browser,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
+        httponly=True,
+        samesite="lax",  # sent on the platform's top-level redirect back to the callback
+        secure=runtime.settings.public_url.startswith("https://"),
+    )
+    return response
 
 
 @router.get("/oauth/callback/{provider}")
@@ -100,10 +116,53 @@ async def oauth_callback(request: Request, provider: str) -> Response:
     if provider not in NAMES:
         return _result(request, 404, "Unknown platform", "There is no such platform here.")
     try:
-        done = await runtime.connect.complete(provider, dict(request.query_params))
+        done = await runtime.connect.complete(
+            provider, dict(request.query_params), browser=request.cookies.get(BROWSER_COOKIE)
+        )
     except ConnectError as exc:
         log.info("callback for %s refused: %s", provider, exc.reason)
         return _result(request, exc.status, "The store was not connected", exc.message)
+    if isinstance(done, NeedsConfirmation):
+        return _confirmation_page(request, done)
+    return _connected(request, done)
+
+
+@router.post("/connect/confirm")
+async def confirm_connection(request: Request) -> Response:
+    """The merchant's answer on the confirmation page of a callback from another browser."""
+    form = await request.form()
+    secret = form.get("confirmation")
+    if not isinstance(secret, str) or not secret:
+        return _result(request, 400, "The store was not connected", "The form is incomplete.")
+    approved = form.get("decision") == "connect"
+    try:
+        done = await runtime_of(request).connect.confirm(secret, approved=approved)
+    except ConnectError as exc:
+        return _result(request, exc.status, "The store was not connected", exc.message)
+    if done is None:
+        return _result(request, 200, "Not connected", "Nothing was connected.")
+    return _connected(request, done)
+
+
+def _confirmation_page(request: Request, pending: NeedsConfirmation) -> Response:
+    account = pending.account
+    return templates.TemplateResponse(
+        request,
+        "confirm.html",
+        {
+            "platform": pending.provider.display_name,
+            "store": account.name or account.account_id,
+            "account_id": account.account_id,
+            "end_user_id": pending.session.end_user_id,
+            "secret": pending.secret,
+        },
+        headers={"cache-control": "no-store"},
+    )
+
+
+def _connected(request: Request, done: Completed) -> Response:
+    runtime = runtime_of(request)
+    provider = done.connection.provider
     log.info(
         "%s %s account %s as %s",
         "installed" if done.installed else "connected",

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse
 from shopkeys.connect import ConnectError
 from shopkeys.errors import AuthorizationDead, NotSupported, ProviderError, RateLimited
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
+from shopkeys.store.vault import VersionConflict
 from shopkeys.web.errors import ApiError, error_response
 
 
@@ -33,4 +34,10 @@ def problem_response(exc: Exception) -> JSONResponse:
         return error_response(400, "not_supported", str(exc))
     if isinstance(exc, ConnectError):
         return error_response(exc.status, exc.reason, exc.message)
+    if isinstance(exc, VersionConflict):
+        # Other writers changed the connection through every retry: nothing was written, and the
+        # same request again should succeed. The message is ours: the exception may hold an id.
+        return error_response(
+            409, "conflict", "the connection changed while this request wrote it; try again"
+        )
     raise exc

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shopkeys.store.records import Connection, Event
 
@@ -21,11 +21,65 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class ConnectSessionRequest(BaseModel):
+class RequestModel(BaseModel):
+    """A request body: every string in it is text the database and the platforms can take."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        # JSON allows lone surrogates ("\udfff") and NUL; neither can be stored (UTF-8 refuses
+        # the one, PostgreSQL the other), so they are refused here with the field's name.
+        problem = _unstorable(data, ())
+        if problem is not None:
+            raise ValueError(problem)
+        return data
+
+
+def _unstorable(value: Any, where: tuple[str, ...]) -> str | None:
+    if isinstance(value, str):
+        name = ".".join(where) or "a value"
+        if "\x00" in value:
+            return f"{name} contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{name} contains a lone surrogate, which is not text"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = _unstorable(key, where) or _unstorable(item, (*where, str(key)))
+            if problem is not None:
+                return problem
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _unstorable(item, (*where, str(index)))
+            if problem is not None:
+                return problem
+    return None
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+#: A point in time with its offset (a naive time is ambiguous), that exists in UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+#: A credential as the platforms issue them: printable ASCII without spaces, a few KB at most.
+#: Anything else could not travel in an HTTP header or query, so it cannot be a real token.
+Credential = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
+
+
+class ConnectSessionRequest(RequestModel):
     provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"]
     end_user_id: str = Field(min_length=1, max_length=255, description="Your id for the merchant")
     return_to: str | None = Field(
-        default=None, description="Where to send the merchant afterwards (an allowed origin)"
+        default=None,
+        max_length=2048,
+        description="Where to send the merchant afterwards (an allowed origin)",
     )
 
 
@@ -59,6 +113,10 @@ class ConnectionOut(BaseModel):
         description="false: no refresh token is stored (the token never expires, or the "
         "platform issued none that works)"
     )
+    connected_at: datetime | None = Field(
+        description="When the merchant last connected the store (connect, reconnect, install, "
+        "import); `GET /v1/token` serves the most recent"
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionOut:
@@ -83,14 +141,16 @@ class TokenOut(BaseModel):
     )
 
 
-class ImportRequest(BaseModel):
+class ImportRequest(RequestModel):
     """A token obtained elsewhere (AliExpress's Token Query Tool, a previous system)."""
 
     provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"]
-    access_token: str = Field(min_length=1)
-    refresh_token: str | None = None
-    access_expires_at: datetime | None = None
-    refresh_expires_at: datetime | None = None
+    access_token: Credential
+    refresh_token: Credential | None = None
+    access_expires_at: Instant | None = Field(
+        default=None, description="With its offset, e.g. 2030-01-01T00:00:00Z"
+    )
+    refresh_expires_at: Instant | None = None
     account_id: str | None = Field(
         default=None,
         min_length=1,
@@ -100,10 +160,12 @@ class ImportRequest(BaseModel):
     )
     account_name: str | None = Field(default=None, max_length=255)
     end_user_id: str | None = Field(default=None, min_length=1, max_length=255)
-    scopes: list[str] = Field(default_factory=list)
+    scopes: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=200
+    )
 
 
-class ConnectionPatch(BaseModel):
+class ConnectionPatch(RequestModel):
     """Changes to a connection: who it belongs to (claim a store installed from an app market)."""
 
     model_config = ConfigDict(extra="forbid")

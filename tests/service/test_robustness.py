@@ -1,0 +1,347 @@
+"""Issue 11 on the live service, both databases: tenancy, bad input, unhandled errors, lifecycle.
+
+Each test names the defect it covers; none of them may end in a 500 or a half-written row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import select, update
+
+from shopkeys.sandbox.browser import callback_params, press
+from shopkeys.sandbox.core import Fault
+from shopkeys.store.tables import ConnectionRow
+from tests.service import test_connect_flow as flow
+from tests.service.test_connect_flow import FAILED_TITLE, Driver
+
+db_vault = flow.db_vault
+driver = flow.driver
+
+
+def error_of(answer: httpx2.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    error: dict[str, Any] = answer.json()["error"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+# -- tenancy: the end user's current connection ----------------------------------------------------
+
+
+async def test_token_by_end_user_needs_the_end_user(driver: Driver) -> None:
+    await driver.connect("shopline", end_user_id="merchant-1")
+    for params in ({}, {"end_user_id": ""}, {"end_user_id": "x" * 256}):
+        error_of(await driver.api("GET", "/v1/token", params=params), 422, "invalid_request")
+    # Someone else's end user id gets nothing of merchant-1's.
+    error_of(await driver.api("GET", "/v1/token", params={"end_user_id": "m"}), 404, "not_found")
+
+
+async def test_token_by_end_user_serves_the_most_recently_connected_store(driver: Driver) -> None:
+    older = await driver.connect("shopline", login="older-shop", end_user_id="merchant-1")
+    newer = await driver.connect("shopline", login="newer-shop", end_user_id="merchant-1")
+    tiktok = await driver.connect("tiktok_shop", login="tt-shop", end_user_id="merchant-1")
+
+    async def current(**params: str) -> str:
+        answer = await driver.api(
+            "GET", "/v1/token", params={"end_user_id": "merchant-1", **params}
+        )
+        assert answer.status_code == 200, answer.text
+        connection_id: str = answer.json()["connection_id"]
+        return connection_id
+
+    assert await current() == tiktok["id"]
+    assert await current(provider="shopline") == newer["id"]
+    # A refresh of the older store touches it, but the merchant did not connect it again.
+    forced = await driver.api("POST", f"/v1/connections/{older['id']}/refresh")
+    assert forced.status_code == 200, forced.text
+    assert await current(provider="shopline") == newer["id"]
+    # Reconnecting the older store makes it the current one.
+    again = await driver.connect("shopline", login="older-shop", end_user_id="merchant-1")
+    assert again["id"] == older["id"]
+    assert await current(provider="shopline") == older["id"]
+    shown = (await driver.api("GET", f"/v1/connections/{older['id']}")).json()
+    assert datetime.fromisoformat(shown["connected_at"]) > datetime.fromisoformat(
+        newer["connected_at"]
+    )
+
+
+async def test_token_by_end_user_with_many_rows(driver: Driver) -> None:
+    """Far more rows than a page: the choice is made by the database, not the first 500 rows."""
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    for n in range(600):
+        body = {
+            "provider": "aliexpress",
+            "access_token": f"50000many{n}",
+            "account_id": f"{5_000_000_000 + n}",
+            "end_user_id": "busy-merchant" if n % 2 else f"other-{n}",
+            "access_expires_at": (base + timedelta(days=1)).isoformat(),
+        }
+        answer = await driver.api("POST", "/v1/connections/import", json=body)
+        assert answer.status_code == 201, answer.text
+    # Make the connection times distinct and known, oldest first, one row in the middle newest.
+    async with driver.vault.engine.begin() as connection:
+        rows = (await connection.execute(select(ConnectionRow.id, ConnectionRow.account_id))).all()
+        for row_id, account_id in rows:
+            n = int(account_id) - 5_000_000_000
+            moment = base + timedelta(minutes=n if n != 301 else 10_000)
+            await connection.execute(
+                update(ConnectionRow).where(ConnectionRow.id == row_id).values(connected_at=moment)
+            )
+    answer = await driver.api("GET", "/v1/token", params={"end_user_id": "busy-merchant"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["account_id"] == "5000000301"
+
+
+# -- tenancy: a connect link belongs to the browser that opened it ---------------------------------
+
+
+async def test_a_callback_in_another_browser_asks_the_merchant_first(driver: Driver) -> None:
+    session = await driver.start("shopline", end_user_id="merchant-1")
+    # Browser A opens the link (it gets the binding cookie) and is sent to the platform...
+    async with httpx2.AsyncClient(timeout=10) as browser_a:
+        callback = await press(browser_a, session["url"], login="phone-shop")
+        assert "shopkeys_connect" in browser_a.cookies
+    for name in ("code", "state"):
+        driver.secrets.add(callback_params(callback)[name])
+    before = await driver.snapshot()
+    # ... but the merchant comes back in browser B, which has no such cookie.
+    async with httpx2.AsyncClient(timeout=10) as browser_b:
+        page = await browser_b.get(callback)
+        assert page.status_code == 200, page.text
+        assert "Connect this store?" in page.text
+        assert "Phone Shop" in page.text and "merchant-1" in page.text
+        assert await driver.snapshot() == before, "nothing is connected before the merchant says so"
+        secret = re.search(r'name="confirmation" value="([^"]+)"', page.text)
+        assert secret is not None
+        for value in driver.secrets:
+            assert value not in page.text
+        # A replay of the callback is refused: the state was used.
+        assert (await browser_b.get(callback)).status_code == 403
+        confirmed = await browser_b.post(
+            f"{driver.url}/connect/confirm",
+            data={"confirmation": secret.group(1), "decision": "connect"},
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        assert "Store connected" in confirmed.text
+        again = await browser_b.post(
+            f"{driver.url}/connect/confirm",
+            data={"confirmation": secret.group(1), "decision": "connect"},
+        )
+        assert again.status_code == 410
+    [connection] = (await driver.api("GET", "/v1/connections")).json()["data"]
+    assert connection["end_user_id"] == "merchant-1" and connection["account_name"] == "Phone Shop"
+    # Cookies and connect links alike: the grant held for confirmation is encrypted at rest.
+    stored = await driver.remember_tokens(connection["id"])
+    assert stored.access_token not in await driver.database_text()
+
+
+async def test_a_cancelled_confirmation_connects_nothing(driver: Driver) -> None:
+    session = await driver.start("ecwid", end_user_id="merchant-1")
+    async with httpx2.AsyncClient(timeout=10) as browser_a:
+        callback = await press(browser_a, session["url"], login="not-mine")
+    async with httpx2.AsyncClient(timeout=10) as browser_b:
+        page = await browser_b.get(callback)
+        secret = re.search(r'name="confirmation" value="([^"]+)"', page.text)
+        assert secret is not None
+        cancelled = await browser_b.post(
+            f"{driver.url}/connect/confirm",
+            data={"confirmation": secret.group(1), "decision": "cancel"},
+        )
+        assert cancelled.status_code == 200 and "Nothing was connected" in cancelled.text
+    assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
+    bad = await driver.http.post(f"{driver.url}/connect/confirm", data={"confirmation": "x"})
+    assert bad.status_code == 410
+    empty = await driver.http.post(f"{driver.url}/connect/confirm", data={})
+    assert empty.status_code == 400
+
+
+# -- tenancy: a store connected by another end user moves, and says so -----------------------------
+
+
+async def test_connecting_anothers_store_moves_it_with_an_event(driver: Driver) -> None:
+    first = await driver.connect("tiktok_shop", login="shared-shop", end_user_id="merchant-a")
+    second = await driver.connect("tiktok_shop", login="shared-shop", end_user_id="merchant-b")
+    assert second["id"] == first["id"] and second["end_user_id"] == "merchant-b"
+    events = await driver.events(first["id"])
+    assert events[0]["kind"] == "moved"
+    assert events[0]["detail"] == {"from": "merchant-a", "to": "merchant-b"}
+    assert [e["kind"] for e in reversed(events)] == ["connected", "reconnected", "moved"]
+    gone = await driver.api("GET", "/v1/token", params={"end_user_id": "merchant-a"})
+    error_of(gone, 404, "not_found")
+
+
+# -- bad input: a clear 4xx, never a 500, never a half-written row ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"access_expires_at": "2030-01-01T00:00:00"},
+        {"access_expires_at": "0042-01-01"},
+        {"refresh_expires_at": "9999-12-31T23:59:59-14:00"},
+        {"access_expires_at": "0001-01-01T00:00:00+14:00"},
+        {"scopes": ["orders", "\udfff"]},
+        {"end_user_id": "\udfff"},
+        {"account_name": "Acme\udfff"},
+        {"access_token": "50000\udfff"},
+        {"access_token": "50000ünïcode"},
+        {"access_token": "50000with space"},
+        {"access_token": "50000\x01control"},
+        {"refresh_token": "r\x00nul"},
+        {"end_user_id": "nul\x00byte"},
+        {"access_token": "t" * 5000},
+        {"scopes": ["s"] * 201},
+    ],
+)
+async def test_bad_import_bodies_are_refused(driver: Driver, changes: dict[str, Any]) -> None:
+    body = {"provider": "aliexpress", "access_token": "50000good", "account_id": "4000000011"}
+    body.update(changes)
+    raw = json.dumps(body)  # escapes lone surrogates as JSON allows
+    answer = await driver.api(
+        "POST",
+        "/v1/connections/import",
+        content=raw.encode(),
+        headers={**driver.live.headers, "content-type": "application/json"},
+    )
+    error_of(answer, 422, "invalid_request")
+    for secret in ("50000", "\udfff"):
+        assert secret not in answer.json()["error"]["message"]
+    listed = await driver.api("GET", "/v1/connections")
+    assert listed.status_code == 200 and listed.json()["data"] == []
+
+
+async def test_bad_connect_session_bodies_are_refused(driver: Driver) -> None:
+    for body in (
+        {"provider": "shopline", "end_user_id": "\udfff"},
+        {"provider": "shopline", "end_user_id": "m", "return_to": "http://x/\udfff"},
+        {"provider": "shopline", "end_user_id": "m\x00"},
+        {"provider": "shopline", "end_user_id": "m", "return_to": "http://a/" + "x" * 3000},
+    ):
+        answer = await driver.api(
+            "POST",
+            "/v1/connect-sessions",
+            content=json.dumps(body).encode(),
+            headers={**driver.live.headers, "content-type": "application/json"},
+        )
+        error_of(answer, 422, "invalid_request")
+
+
+async def test_nul_bytes_and_overlong_ids_in_paths_and_queries(driver: Driver) -> None:
+    for path in ("/v1/connections/%00", "/v1/connections/a%00b/token", "/v1/connections?x=%00"):
+        error_of(await driver.api("GET", path), 422, "invalid_request")
+    answer = await driver.api("GET", "/v1/token", params={"end_user_id": "a\x00b"})
+    error_of(answer, 422, "invalid_request")
+    for path in (f"/v1/connections/{'c' * 300}", f"/v1/connections/{'c' * 300}/token"):
+        error_of(await driver.api("GET", path), 404, "not_found")
+    long_filter = await driver.api("GET", "/v1/connections", params={"end_user_id": "u" * 400})
+    assert long_filter.status_code == 200 and long_filter.json()["data"] == []
+
+
+async def test_large_bodies_get_413(driver: Driver) -> None:
+    big = {"provider": "aliexpress", "access_token": "t" * (70 * 1024), "account_id": "1"}
+    declared = await driver.api("POST", "/v1/connections/import", json=big)
+    error_of(declared, 413, "payload_too_large")
+    # A body far too large to read is refused from its Content-Length alone, before it is sent.
+    host, port = driver.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/connections/import HTTP/1.1\r\nHost: x\r\n"
+        + f"Authorization: Bearer {driver.live.api_key}\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n{"
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413 ")
+
+    async def chunks() -> Any:
+        for _ in range(100):
+            yield b"x" * 1024
+
+    # Without a Content-Length (chunked), the body is cut off as it arrives.
+    streamed = await driver.api(
+        "POST",
+        "/v1/connections/import",
+        content=chunks(),
+        headers={**driver.live.headers, "content-type": "application/json"},
+    )
+    error_of(streamed, 413)
+    assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
+
+
+async def test_an_undecryptable_row_is_a_json_500_that_closes_the_connection(
+    driver: Driver,
+) -> None:
+    first = await driver.connect("shopline", login="one-shop")
+    second = await driver.connect("shopline", login="two-shop")
+    # Swap the ciphertexts: each is bound to its own row, so neither decrypts in the other.
+    async with driver.vault.engine.begin() as connection:
+        tokens = dict(
+            (await connection.execute(select(ConnectionRow.id, ConnectionRow.access_token))).all()
+        )
+        for row_id, other in ((first["id"], second["id"]), (second["id"], first["id"])):
+            await connection.execute(
+                update(ConnectionRow)
+                .where(ConnectionRow.id == row_id)
+                .values(access_token=tokens[other])
+            )
+    driver.live.runtime.tokens.forget(first["id"])
+    async with httpx2.AsyncClient(timeout=10, headers=driver.live.headers) as client:
+        answer = await client.get(f"{driver.url}/v1/connections/{first['id']}/token")
+        error = error_of(answer, 500, "undecryptable")
+        assert "shopkeys doctor" in error["message"]
+        assert answer.headers["connection"] == "close"
+        # The client's next request works (a fresh connection, not a reset).
+        assert (await client.get(f"{driver.url}/healthz")).status_code == 200
+
+
+# -- lifecycle: only success, a decline or expiry ends a connect session ------------------------
+
+
+async def test_a_platform_failure_at_the_callback_does_not_use_up_the_link(
+    driver: Driver,
+) -> None:
+    simulator = driver.live.simulator("shopline")
+    session = await driver.start("shopline", end_user_id="merchant-1")
+    simulator.faults.set("token", Fault(status=503, times=1))
+    callback = await press(driver.http, session["url"])
+    failed = await driver.http.get(callback)
+    assert failed.status_code == 502 and FAILED_TITLE in failed.text
+    # The same link works again, with a fresh state; the spent one stays refused.
+    again = await press(driver.http, session["url"])
+    done = await driver.http.get(again)
+    assert done.status_code == 200 and "Store connected" in done.text, done.text
+    assert (await driver.http.get(callback)).status_code == 403
+    # Now it is used.
+    assert (await driver.http.get(session["url"])).status_code == 410
+
+
+async def test_a_decline_on_the_wrong_platform_does_not_use_the_state(driver: Driver) -> None:
+    session = await driver.start("shopline", end_user_id="merchant-1")
+    callback = await press(driver.http, session["url"])
+    state = callback_params(callback)["state"]
+    wrong = await driver.http.get(
+        f"{driver.url}/oauth/callback/ecwid", params={"error": "access_denied", "state": state}
+    )
+    assert wrong.status_code == 400
+    done = await driver.http.get(callback)
+    assert done.status_code == 200 and "Store connected" in done.text, done.text
+
+
+async def test_a_return_to_that_is_not_a_url_is_a_400(driver: Driver) -> None:
+    for return_to in ("http://[::1", "http://[", "not a url at all"):
+        answer = await driver.api(
+            "POST",
+            "/v1/connect-sessions",
+            json={"provider": "shopline", "end_user_id": "m", "return_to": return_to},
+        )
+        error_of(answer, 400, "return_to_not_allowed")
