@@ -546,3 +546,14 @@ async def test_upgrade_from_0001_keeps_connections(empty_database_url: str, tmp_
         assert stored.public_token is None
     finally:
         await engine.dispose()
+
+
+async def test_a_platform_name_longer_than_the_column_is_cut(vault: Vault) -> None:
+    """A store name is the platform's to choose; on PostgreSQL an overlong one was a 500."""
+    long_name = "Ü" * 300
+    connection, _ = await vault.upsert_connection(
+        grant(account_id="long-1"), account("long-1", name=long_name), end_user_id=None
+    )
+    assert connection.account_name == "Ü" * 255
+    stored = await vault.get(connection.id)
+    assert stored is not None and stored.account_name == "Ü" * 255
