@@ -238,7 +238,8 @@ class AliExpressSimulator(Simulator):
         refresh_token = random_token("50001", 24)
         refresh = _Refresh(account, now + timedelta(seconds=_life(self.lifetimes.refresh)))
         self.refresh_tokens[refresh_token] = refresh
-        return self._token_response(account, refresh_token, refresh)
+        # One moment for both expiries, so a new grant's two lifetimes start together.
+        return self._token_response(account, refresh_token, refresh, now)
 
     async def _refresh_token(self, request: Request) -> Response:
         params: dict[str, str] = request.state.params
@@ -255,12 +256,11 @@ class AliExpressSimulator(Simulator):
             refresh_token = random_token("50001", 24)
             self.refresh_tokens[refresh_token] = refresh
         # The access token's lifetime starts again; the refresh token's expiry stays put.
-        return self._token_response(refresh.account, refresh_token, refresh)
+        return self._token_response(refresh.account, refresh_token, refresh, self.clock())
 
     def _token_response(
-        self, account: SimAccount, refresh_token: str, refresh: _Refresh
+        self, account: SimAccount, refresh_token: str, refresh: _Refresh, now: datetime
     ) -> Response:
-        now = self.clock()
         access_token = random_token("50000", 24)
         access_expires = now + timedelta(seconds=_life(self.lifetimes.access))
         self.access_tokens[access_token] = _Access(account, access_expires)
