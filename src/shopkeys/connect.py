@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit
 
@@ -48,13 +48,21 @@ class ConnectError(ShopkeysError):
 class NeedsConfirmation:
     """A callback that came back in another browser than the one that opened the link.
 
-    The grant waits, encrypted; `secret` (shown only in the confirmation form) releases it once.
+    The grant waits, encrypted, for the browser that opened the link: only there can the
+    merchant confirm it (a page in the arriving browser could be an attacker's own).
     """
 
     session: AuthSession
-    account: Account
     provider: Provider
-    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingConfirmation:
+    """A connect link reopened in its own browser while a grant waits for confirmation."""
+
+    session: AuthSession
+    provider: Provider
+    account: Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +120,12 @@ class ConnectFlow:
             )
         return provider
 
+    async def _open_session(self, token: str) -> AuthSession:
+        session = await self.vault.auth_session_by_token(fingerprint(token))
+        if session is None:
+            raise ConnectError("unknown_session", "This connect link is not valid.", 404)
+        return session
+
     def _ready(self, provider: Provider) -> Provider:
         problem = provider.authorization_problem()
         if problem is not None:
@@ -142,15 +156,28 @@ class ConnectFlow:
         link = f"{self.public_url}/connect?{urlencode({'session': token})}"
         return ConnectLink(session.id, link, expires_at)
 
-    async def authorization_redirect(self, token: str, *, browser: str | None = None) -> str:
+    async def authorization_redirect(
+        self, token: str, *, browser: str | None = None
+    ) -> str | AwaitingConfirmation:
         """The platform's authorization URL for a connect link, with a fresh single-use state.
 
-        `browser` is the secret of the cookie the link's page set: the callback completes
-        silently only in the browser that holds it (RFC 6749 section 10.12).
+        `browser` is the secret of the cookie the link's page set: the first browser to open the
+        link holds it, and the callback completes silently only there (RFC 6749 section 10.12).
+        Reopened there while a grant from another browser waits, the link asks to confirm it.
         """
-        session = await self.vault.auth_session_by_token(fingerprint(token))
-        if session is None:
-            raise ConnectError("unknown_session", "This connect link is not valid.", 404)
+        session = await self._open_session(token)
+        if session.waiting:
+            if not _same_browser(session, browser):
+                raise ConnectError(
+                    "other_browser",
+                    "This connection is waiting for the browser where the link was first "
+                    "opened: open the link again there to finish.",
+                    409,
+                )
+            held = await self.vault.held_grant(session.id)
+            if held is not None:
+                provider = self.provider(session.provider)
+                return AwaitingConfirmation(session=session, provider=provider, account=held[1])
         if session.consumed_at is not None:
             raise ConnectError("used_session", "This connect link has already been used.", 410)
         now = self.clock()
@@ -196,30 +223,38 @@ class ConnectFlow:
         session = check.session
         try:
             grant, account = await self._exchange(provider, params)
-        except ConnectError:
-            # A failed attempt does not end the link: the merchant may open it again.
+            if not _same_browser(session, browser):
+                await self.vault.hold_for_confirmation(session.id, grant, account)
+                return NeedsConfirmation(session=session, provider=provider)
+            return await self._store(session, grant, account)
+        except Exception:
+            # Whatever failed, the link is not used up: the merchant may open it again.
             await self.vault.reopen_auth_session(session.id)
             raise
-        if not _same_browser(session, browser):
-            secret = secrets.token_urlsafe(32)
-            await self.vault.hold_for_confirmation(session.id, grant, account, fingerprint(secret))
-            return NeedsConfirmation(
-                session=session, account=account, provider=provider, secret=secret
-            )
-        return await self._store(session, grant, account)
 
-    async def confirm(self, secret: str, *, approved: bool) -> Completed | None:
-        """The merchant's answer on the confirmation page; None when they cancelled."""
-        taken = await self.vault.take_confirmation(fingerprint(secret))
-        if taken is None:
+    async def confirm(self, token: str, *, browser: str | None, approved: bool) -> Completed | None:
+        """The answer on the confirmation page, from the browser that opened the link `token`.
+
+        None when the merchant cancelled; the link may then be used again.
+        """
+        session = await self._open_session(token)
+        if not session.waiting or not _same_browser(session, browser):
             raise ConnectError(
-                "unknown_confirmation",
-                "This confirmation is not valid any more: open the connect link again.",
+                "nothing_to_confirm",
+                "There is nothing to confirm here: open the connect link again.",
                 410,
             )
-        session, grant, account = taken
+        held = await self.vault.take_held_grant(session.id)
+        if held is None:
+            raise ConnectError(
+                "nothing_to_confirm",
+                "There is nothing to confirm here: open the connect link again.",
+                410,
+            )
         if not approved:
+            await self.vault.reopen_auth_session(session.id)
             return None
+        grant, account = held
         return await self._store(session, grant, account)
 
     async def _store(self, session: AuthSession, grant: Grant, account: Account) -> Completed:

@@ -357,7 +357,16 @@ def write_key_file(path: Path, ring: KeyRing) -> None:
     os.fchmod(descriptor, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(ring.serialize())
+        # On disk before any row is encrypted under a key it names: a crash must not leave rows
+        # under a key that the file, after a reboot, does not hold.
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself
+    finally:
+        os.close(directory)
 
 
 def fingerprint(value: str) -> str:

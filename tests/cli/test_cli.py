@@ -679,10 +679,16 @@ def test_keys_rotate_with_keys_from_the_environment(shopline: tuple[Cli, str]) -
     ring = KeyRing.parse(value)
     assert [k.id for k in ring.keys][1] == "ktest"
     assert not (cli.data_dir / KEY_FILE_NAME).exists()
-    assert _ciphertext_key_ids_with(cli, value) == {ring.primary.id}
-    # The old keys alone no longer read the tokens; the printed value does.
-    one_clear_error(cli("token", connection_id), "no encryption key")
-    assert cli("token", connection_id, SHOPKEYS_ENCRYPTION_KEYS=value).stdout == access + "\n"
+    # Nothing is re-encrypted under a key that only this process knew: services running with
+    # the old value go on reading every row until they are restarted with the new one.
+    assert _ciphertext_key_ids_with(cli, value) == {"ktest"}
+    assert cli("token", connection_id).stdout == access + "\n"
+    assert "--reencrypt-only" in result.stderr
+    # With the new value set, --reencrypt-only moves the rows to the new primary.
+    cli.env["SHOPKEYS_ENCRYPTION_KEYS"] = value
+    assert cli("keys", "rotate", "--reencrypt-only").exit_code == 0
+    assert _ciphertext_key_ids(cli) == {ring.primary.id}
+    assert cli("token", connection_id).stdout == access + "\n"
 
 
 def _ciphertext_key_ids_with(cli: Cli, keys: str) -> set[str]:
@@ -967,6 +973,7 @@ def test_keys_retire_with_keys_from_the_environment(db_cli: Cli) -> None:
     [value] = [line for line in rotate.stdout.splitlines() if ",ktest:" in line]
     db_cli.env["SHOPKEYS_ENCRYPTION_KEYS"] = value
     new_id = KeyRing.parse(value).primary.id
+    assert db_cli("keys", "rotate", "--reencrypt-only").exit_code == 0
     # A service still running with the old value wrote under ktest meanwhile.
     _seed_under(db_cli, KeyRing.parse(TEST_KEYS), "4000000002", refresh=False)
     one_clear_error(db_cli("keys", "retire", "ktest"), "1 stored token(s)", "ktest")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,62 +103,83 @@ async def test_token_by_end_user_with_many_rows(driver: Driver) -> None:
 # -- tenancy: a connect link belongs to the browser that opened it ---------------------------------
 
 
-async def test_a_callback_in_another_browser_asks_the_merchant_first(driver: Driver) -> None:
+async def test_a_callback_in_another_browser_is_confirmed_in_the_first_one(
+    driver: Driver,
+) -> None:
     session = await driver.start("shopline", end_user_id="merchant-1")
-    # Browser A opens the link (it gets the binding cookie) and is sent to the platform...
-    async with httpx2.AsyncClient(timeout=10) as browser_a:
-        callback = await press(browser_a, session["url"], login="phone-shop")
+    link = session["url"]
+    async with (
+        httpx2.AsyncClient(timeout=10) as browser_a,
+        httpx2.AsyncClient(timeout=10) as browser_b,
+    ):
+        # Browser A opens the link (it gets the binding cookie) and is sent to the platform...
+        callback = await press(browser_a, link, login="phone-shop")
         assert "shopkeys_connect" in browser_a.cookies
-    for name in ("code", "state"):
-        driver.secrets.add(callback_params(callback)[name])
-    before = await driver.snapshot()
-    # ... but the merchant comes back in browser B, which has no such cookie.
-    async with httpx2.AsyncClient(timeout=10) as browser_b:
+        for name in ("code", "state"):
+            driver.secrets.add(callback_params(callback)[name])
+        before = await driver.snapshot()
+        # ... but the merchant comes back in browser B, which has no such cookie.
         page = await browser_b.get(callback)
         assert page.status_code == 200, page.text
-        assert "Connect this store?" in page.text
-        assert "Phone Shop" in page.text and "merchant-1" in page.text
-        assert await driver.snapshot() == before, "nothing is connected before the merchant says so"
-        secret = re.search(r'name="confirmation" value="([^"]+)"', page.text)
-        assert secret is not None
-        for value in driver.secrets:
-            assert value not in page.text
-        # A replay of the callback is refused: the state was used.
-        assert (await browser_b.get(callback)).status_code == 403
-        confirmed = await browser_b.post(
+        assert "Almost done" in page.text and "first browser" in page.text
+        # B learns nothing about the store or the end user, and cannot confirm.
+        for private in ("Phone Shop", "merchant-1", *driver.secrets):
+            assert private not in page.text
+        assert await driver.snapshot() == before, "nothing is connected before confirmation"
+        assert (await browser_b.get(callback)).status_code == 403  # the state was used
+        assert (await browser_b.get(link)).status_code == 409
+        stolen = await browser_b.post(
             f"{driver.url}/connect/confirm",
-            data={"confirmation": secret.group(1), "decision": "connect"},
+            data={"session": callback_params(link)["session"], "decision": "connect"},
+        )
+        assert stolen.status_code == 410
+        assert await driver.snapshot() == before
+        # The first browser reopens the link and is asked about that store.
+        confirm = await browser_a.get(link)
+        assert confirm.status_code == 200, confirm.text
+        assert "Connect this store?" in confirm.text and "Phone Shop" in confirm.text
+        confirmed = await browser_a.post(
+            f"{driver.url}/connect/confirm",
+            data={"session": callback_params(link)["session"], "decision": "connect"},
         )
         assert confirmed.status_code == 200, confirmed.text
         assert "Store connected" in confirmed.text
-        again = await browser_b.post(
+        again = await browser_a.post(
             f"{driver.url}/connect/confirm",
-            data={"confirmation": secret.group(1), "decision": "connect"},
+            data={"session": callback_params(link)["session"], "decision": "connect"},
         )
         assert again.status_code == 410
+        assert (await browser_a.get(link)).status_code == 410  # the link is used now
     [connection] = (await driver.api("GET", "/v1/connections")).json()["data"]
     assert connection["end_user_id"] == "merchant-1" and connection["account_name"] == "Phone Shop"
-    # Cookies and connect links alike: the grant held for confirmation is encrypted at rest.
     stored = await driver.remember_tokens(connection["id"])
     assert stored.access_token not in await driver.database_text()
 
 
-async def test_a_cancelled_confirmation_connects_nothing(driver: Driver) -> None:
+async def test_the_first_browser_keeps_the_link(driver: Driver) -> None:
+    """A link opened first in A and then in B: B's authorization waits for A."""
     session = await driver.start("ecwid", end_user_id="merchant-1")
-    async with httpx2.AsyncClient(timeout=10) as browser_a:
-        callback = await press(browser_a, session["url"], login="not-mine")
-    async with httpx2.AsyncClient(timeout=10) as browser_b:
+    link = session["url"]
+    async with (
+        httpx2.AsyncClient(timeout=10) as browser_a,
+        httpx2.AsyncClient(timeout=10) as browser_b,
+    ):
+        first = await browser_a.get(link)
+        assert first.status_code == 302
+        callback = await press(browser_b, link, login="not-mine")
         page = await browser_b.get(callback)
-        secret = re.search(r'name="confirmation" value="([^"]+)"', page.text)
-        assert secret is not None
-        cancelled = await browser_b.post(
+        assert "Almost done" in page.text
+        assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
+        # A sees a store it does not know, and cancels: nothing is connected, the link lives.
+        confirm = await browser_a.get(link)
+        assert "Not Mine" in confirm.text
+        cancelled = await browser_a.post(
             f"{driver.url}/connect/confirm",
-            data={"confirmation": secret.group(1), "decision": "cancel"},
+            data={"session": callback_params(link)["session"], "decision": "cancel"},
         )
         assert cancelled.status_code == 200 and "Nothing was connected" in cancelled.text
-    assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
-    bad = await driver.http.post(f"{driver.url}/connect/confirm", data={"confirmation": "x"})
-    assert bad.status_code == 410
+        assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
+        assert (await browser_a.get(link)).status_code == 302  # usable again
     empty = await driver.http.post(f"{driver.url}/connect/confirm", data={})
     assert empty.status_code == 400
 
@@ -345,3 +365,15 @@ async def test_a_return_to_that_is_not_a_url_is_a_400(driver: Driver) -> None:
             json={"provider": "shopline", "end_user_id": "m", "return_to": return_to},
         )
         error_of(answer, 400, "return_to_not_allowed")
+
+
+async def test_deeply_nested_bodies_are_refused_not_a_500(driver: Driver) -> None:
+    for depth in (40, 2000, 50_000):
+        raw = '{"provider": "shopline", "end_user_id": "u", "x": ' + "[" * depth + "]" * depth + "}"
+        answer = await driver.api(
+            "POST",
+            "/v1/connect-sessions",
+            content=raw.encode(),
+            headers={**driver.live.headers, "content-type": "application/json"},
+        )
+        assert answer.status_code in (400, 413, 422), (depth, answer.status_code, answer.text[:200])

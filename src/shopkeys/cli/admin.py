@@ -56,6 +56,13 @@ async def rotate(
     async with runtime() as rt:
         loaded = rt.keys
         ring = loaded.ring if reencrypt_only else loaded.ring.with_new_primary()
+        if not reencrypt_only and loaded.source == "environment":
+            # The new key exists only in this process until the operator sets it: re-encrypting
+            # now would leave rows that running services cannot read, and a crash before the
+            # value is printed would lose them. Print it; re-encrypt once services use it.
+            out.print(f"new primary key {ring.primary.id}; nothing re-encrypted yet")
+            _say_where_the_ring_goes(loaded, ring)
+            return
         if not reencrypt_only and loaded.source == "file" and loaded.path is not None:
             # The new ring is saved before any row uses it, so a crash loses nothing.
             write_key_file(loaded.path, ring)
@@ -94,9 +101,9 @@ def _say_where_the_ring_goes(loaded: LoadedKeys, ring: KeyRing) -> None:
         )
         print(",".join(key.encoded() for key in ring.keys))
         err.print(
-            "[yellow]running services read SHOPKEYS_ENCRYPTION_KEYS once: they keep encrypting "
-            "with the old primary key until you restart them with this value.[/yellow] Then run "
-            "`shopkeys keys rotate --reencrypt-only` for what they wrote meanwhile.",
+            "[yellow]running services read SHOPKEYS_ENCRYPTION_KEYS once: restart every one of "
+            "them with this value,[/yellow] then run `shopkeys keys rotate --reencrypt-only` "
+            "(with the new value set) to move the stored tokens to the new key.",
             soft_wrap=True,
         )
     else:

@@ -65,6 +65,8 @@ class AuthSession:
     connection_id: str | None
     #: The hash of the cookie of the browser that opened the link, when one did.
     browser_hash: str | None = None
+    #: A grant is waiting for the browser that opened the link to confirm it.
+    waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)

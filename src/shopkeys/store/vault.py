@@ -523,13 +523,19 @@ class Vault:
         query = select(
             ConnectionRow.access_token, ConnectionRow.refresh_token, ConnectionRow.public_token
         )
+        # Grants waiting for a merchant's confirmation are sealed with the same keys.
+        # (Only live ones: an expired link's grant can never be confirmed or read again.)
+        waiting = select(AuthSessionRow.pending).where(
+            AuthSessionRow.pending.is_not(None), AuthSessionRow.expires_at > self.clock()
+        )
         async with self.engine.connect() as connection:
-            result = await connection.stream(query.execution_options(yield_per=1000))
-            async for row in result:
-                for value in row:
-                    key_id = KeyRing.key_id_of(value) if value else None
-                    if key_id is not None:
-                        counts[key_id] = counts.get(key_id, 0) + 1
+            for source in (query, waiting):
+                result = await connection.stream(source.execution_options(yield_per=1000))
+                async for row in result:
+                    for value in row:
+                        key_id = KeyRing.key_id_of(value) if value else None
+                        if key_id is not None:
+                            counts[key_id] = counts.get(key_id, 0) + 1
         return counts
 
     # -- connect sessions and state -------------------------------------------------------------
@@ -631,7 +637,11 @@ class Vault:
                 update(AuthSessionRow)
                 .where(AuthSessionRow.id == session_id)
                 .values(
-                    state_hash=state_hash, state_expires_at=expires_at, browser_hash=browser_hash
+                    state_hash=state_hash,
+                    state_expires_at=expires_at,
+                    # The first browser that opened the link keeps it: a link forwarded to or
+                    # opened in another browser cannot take the binding over.
+                    browser_hash=func.coalesce(AuthSessionRow.browser_hash, browser_hash),
                 )
             )
 
@@ -684,20 +694,13 @@ class Vault:
             await session.execute(
                 update(AuthSessionRow)
                 .where(AuthSessionRow.id == session_id, AuthSessionRow.connection_id.is_(None))
-                .values(
-                    consumed_at=None,
-                    state_expires_at=None,
-                    confirm_hash=None,
-                    pending=None,
-                )
+                .values(consumed_at=None, state_expires_at=None, pending=None)
             )
 
         await self._transaction(work)
 
-    async def hold_for_confirmation(
-        self, session_id: str, grant: Grant, account: Account, confirm_hash: str
-    ) -> None:
-        """Keep a callback's grant, encrypted, until the merchant confirms it in this browser."""
+    async def hold_for_confirmation(self, session_id: str, grant: Grant, account: Account) -> None:
+        """Keep a callback's grant, encrypted, until the browser that opened the link confirms."""
         payload = json.dumps(
             {
                 "grant": {
@@ -719,42 +722,47 @@ class Vault:
 
         async def work(session: AsyncSession) -> None:
             await session.execute(
-                update(AuthSessionRow)
-                .where(AuthSessionRow.id == session_id)
-                .values(pending=sealed, confirm_hash=confirm_hash)
+                update(AuthSessionRow).where(AuthSessionRow.id == session_id).values(pending=sealed)
             )
 
         await self._transaction(work)
 
-    async def take_confirmation(
-        self, confirm_hash: str
-    ) -> tuple[AuthSession, Grant, Account] | None:
-        """The grant waiting under `confirm_hash`, taken once (None: unknown, used or expired)."""
-        now = self.clock()
+    async def held_grant(self, session_id: str) -> tuple[Grant, Account] | None:
+        """The grant waiting for confirmation in this session, without taking it."""
+        async with self._sessions() as session:
+            row = await session.get(AuthSessionRow, session_id)
+            live = row is not None and self.clock() < row.expires_at
+            sealed = row.pending if row is not None and live else None
+        if sealed is None:
+            return None
+        return self._unseal_pending(session_id, sealed)
 
-        async def work(session: AsyncSession) -> tuple[AuthSession, str] | None:
-            row = await session.scalar(
-                select(AuthSessionRow).where(AuthSessionRow.confirm_hash == confirm_hash)
-            )
-            if row is None or row.pending is None or now >= row.expires_at:
-                return None
-            # Read before the update below, which also clears the loaded row.
-            sealed, record = row.pending, _auth_session(row)
+    async def take_held_grant(self, session_id: str) -> tuple[Grant, Account] | None:
+        """The waiting grant, taken once (None: there is none, or another request took it).
+
+        It is decrypted before it is cleared, so a key problem leaves it waiting.
+        """
+        async with self._sessions() as session:
+            row = await session.get(AuthSessionRow, session_id)
+            live = row is not None and self.clock() < row.expires_at
+            sealed = row.pending if row is not None and live else None
+        if sealed is None:
+            return None
+        held = self._unseal_pending(session_id, sealed)
+
+        async def work(session: AsyncSession) -> bool:
             result = await session.execute(
                 update(AuthSessionRow)
-                .where(AuthSessionRow.id == row.id, AuthSessionRow.confirm_hash == confirm_hash)
-                .values(confirm_hash=None, pending=None)
+                .where(AuthSessionRow.id == session_id, AuthSessionRow.pending == sealed)
+                .values(pending=None)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return record, sealed
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-        taken = await self._transaction(work)
-        if taken is None:
-            return None
-        auth_session, sealed = taken
-        data = json.loads(self.keys.decrypt(sealed, f"auth_sessions:{auth_session.id}:pending"))
-        return auth_session, _grant_from(data["grant"]), _account_from(data["account"])
+        return held if await self._transaction(work) else None
+
+    def _unseal_pending(self, session_id: str, sealed: str) -> tuple[Grant, Account]:
+        data = json.loads(self.keys.decrypt(sealed, f"auth_sessions:{session_id}:pending"))
+        return _grant_from(data["grant"]), _account_from(data["account"])
 
     async def complete_auth_session(self, session_id: str, connection_id: str) -> None:
         async def work(session: AsyncSession) -> None:
@@ -890,6 +898,7 @@ def _auth_session(row: AuthSessionRow) -> AuthSession:
         consumed_at=row.consumed_at,
         connection_id=row.connection_id,
         browser_hash=row.browser_hash,
+        waiting=row.pending is not None,
     )
 
 

@@ -120,7 +120,9 @@ async def token_for_end_user(
     if current is None:
         raise ApiError(404, "not_found", "that end user has no connection here")
     token = await runtime.tokens.fresh_token(current.id)
-    return Response(render(token), media_type="application/json")
+    return Response(
+        render(token), media_type="application/json", headers={"cache-control": "no-store"}
+    )
 
 
 @router.post(

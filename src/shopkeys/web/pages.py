@@ -13,7 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from shopkeys.connect import SESSION_LIFETIME, Completed, ConnectError, NeedsConfirmation
+from shopkeys.connect import (
+    SESSION_LIFETIME,
+    AwaitingConfirmation,
+    Completed,
+    ConnectError,
+    NeedsConfirmation,
+)
 from shopkeys.providers import NAMES, get
 from shopkeys.sandbox.app import MOUNT_PREFIX
 from shopkeys.store.records import Connection
@@ -97,6 +103,8 @@ async def open_connect_link(request: Request) -> Response:
         url = await runtime.connect.authorization_redirect(token, browser=browser)
     except ConnectError as exc:
         return _result(request, exc.status, "This link does not work", exc.message)
+    if isinstance(url, AwaitingConfirmation):
+        return _confirmation_page(request, url, token)
     response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
     response.set_cookie(
         BROWSER_COOKIE,
@@ -123,20 +131,27 @@ async def oauth_callback(request: Request, provider: str) -> Response:
         log.info("callback for %s refused: %s", provider, exc.reason)
         return _result(request, exc.status, "The store was not connected", exc.message)
     if isinstance(done, NeedsConfirmation):
-        return _confirmation_page(request, done)
+        return _finish_elsewhere(request, done)
     return _connected(request, done)
 
 
 @router.post("/connect/confirm")
 async def confirm_connection(request: Request) -> Response:
-    """The merchant's answer on the confirmation page of a callback from another browser."""
+    """The answer on the confirmation page, from the browser that opened the connect link.
+
+    The link's secret and this browser's cookie together say who answers; SameSite keeps the
+    cookie off a form posted from another site.
+    """
     form = await request.form()
-    secret = form.get("confirmation")
-    if not isinstance(secret, str) or not secret:
+    token = form.get("session")
+    if not isinstance(token, str) or not token:
         return _result(request, 400, "The store was not connected", "The form is incomplete.")
-    approved = form.get("decision") == "connect"
     try:
-        done = await runtime_of(request).connect.confirm(secret, approved=approved)
+        done = await runtime_of(request).connect.confirm(
+            token,
+            browser=request.cookies.get(BROWSER_COOKIE),
+            approved=form.get("decision") == "connect",
+        )
     except ConnectError as exc:
         return _result(request, exc.status, "The store was not connected", exc.message)
     if done is None:
@@ -144,17 +159,28 @@ async def confirm_connection(request: Request) -> Response:
     return _connected(request, done)
 
 
-def _confirmation_page(request: Request, pending: NeedsConfirmation) -> Response:
-    account = pending.account
+def _finish_elsewhere(request: Request, pending: NeedsConfirmation) -> Response:
+    # Nothing about the store or the account here: this browser may be anyone's.
+    return _result(
+        request,
+        200,
+        "Almost done",
+        f"You authorized on {pending.provider.display_name} in another browser than the one that "
+        "opened the connect link. To finish, open the connect link again in that first browser "
+        "and confirm there.",
+    )
+
+
+def _confirmation_page(request: Request, waiting: AwaitingConfirmation, token: str) -> Response:
+    account = waiting.account
     return templates.TemplateResponse(
         request,
         "confirm.html",
         {
-            "platform": pending.provider.display_name,
+            "platform": waiting.provider.display_name,
             "store": account.name or account.account_id,
             "account_id": account.account_id,
-            "end_user_id": pending.session.end_user_id,
-            "secret": pending.secret,
+            "session": token,
         },
         headers={"cache-control": "no-store"},
     )

@@ -35,26 +35,38 @@ class RequestModel(BaseModel):
         return data
 
 
+#: No request of ours nests deeper than this; deeper is refused rather than walked.
+MAX_DEPTH = 32
+
+
 def _unstorable(value: Any, where: tuple[str, ...]) -> str | None:
-    if isinstance(value, str):
-        name = ".".join(where) or "a value"
-        if "\x00" in value:
-            return f"{name} contains a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"{name} contains a lone surrogate, which is not text"
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _unstorable(key, where) or _unstorable(item, (*where, str(key)))
+    """Why `value` holds text that cannot be stored, or None. Walks with its own stack, so a
+    deeply nested body is refused instead of exhausting Python's recursion limit."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return "the body is nested too deeply"
+        if isinstance(item, str):
+            problem = _unstorable_text(item, ".".join(path) or "a value")
             if problem is not None:
                 return problem
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            problem = _unstorable(item, (*where, str(index)))
-            if problem is not None:
-                return problem
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, path))
+                stack.append((child, (*path, str(key))))
+        elif isinstance(item, list):
+            stack.extend((child, (*path, str(index))) for index, child in enumerate(item))
+    return None
+
+
+def _unstorable_text(text: str, name: str) -> str | None:
+    if "\x00" in text:
+        return f"{name} contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{name} contains a lone surrogate, which is not text"
     return None
 
 
