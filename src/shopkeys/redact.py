@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-# Query or form parameters (and JSON fields) whose values are secret on at least one platform.
-SECRET_PARAMETERS = (
+# Parameters and fields whose values are secret wherever they appear, on at least one platform.
+SECRET_FIELDS = (
     "access_token",
     "refresh_token",
     "public_token",
@@ -23,25 +23,45 @@ SECRET_PARAMETERS = (
     "app_secret",
     "client_secret",
     "auth_code",
-    "code",
-    "state",
-    "session",
-    "sign",
-    "token",
     "password",
 )
+# Names that are also ordinary words in platform messages (`"code": "invalid_client"`, `token
+# expired`): their values are redacted in query strings, and elsewhere only when they look like
+# credentials. The values a call actually sent are replaced anyway (`known`).
+SECRET_QUERY_PARAMETERS = ("code", "state", "session", "sign", "token")
+#: Everything redacted in a URL's query.
+SECRET_PARAMETERS = (*SECRET_FIELDS, *SECRET_QUERY_PARAMETERS)
 
 # A secret parameter or field and its value, in the shapes servers print requests in:
 # `key=value` (queries, forms), `"key": "value"` (JSON), `'key': 'value'` (Python), `key: value`
 # (YAML, logs), `"key"=>"value"` (Ruby, which Doorkeeper and so SHOPLINE run on), with quotes
 # possibly escaped when the echo sits inside another JSON string. A quoted value ends at the next
 # quote or backslash; an unquoted one at whitespace or punctuation. The key must not be the end of
-# a longer word (`my_code`), though `x-tts-access-token` still counts as `token`.
+# a longer word (`my_code`).
+_KEY_START = r"(?<![A-Za-z0-9_])"
+_SEPARATOR = r"(?P<separator>\\*[\"']?[ \t]*(?:=>|[:=])[ \t]*)"
 _FIELD = re.compile(
-    r"(?<![A-Za-z0-9_])(?P<key>(?:"
-    + "|".join(SECRET_PARAMETERS)
-    + r"))(?P<separator>\\*[\"']?[ \t]*(?:=>|[:=])[ \t]*)"
+    _KEY_START
+    + r"(?P<key>(?:"
+    + "|".join(SECRET_FIELDS)
+    + r"))"
+    + _SEPARATOR
     + r"(?:(?P<quote>\\*[\"'])[^\"'\\\r\n]*|[^\s&,;\"'\\()<>\[\]{}]+)",
+    re.IGNORECASE,
+)
+# The ordinary-word names in a query string (after `?`, `&` or `;`, or leading a form body).
+_QUERY = re.compile(
+    r"(?:(?<=[?&;])|^)(?P<key>(?:" + "|".join(SECRET_QUERY_PARAMETERS) + r"))=[^&\s\"'#]+",
+    re.IGNORECASE,
+)
+# The ordinary-word names anywhere else, when what follows looks like a credential: a run of 16
+# or more token characters (`x-tts-access-token: ROW_...`, `"code": "TTP_..."`).
+_CREDENTIAL_FIELD = re.compile(
+    r"(?<![A-Za-z0-9])(?P<key>(?:"
+    + "|".join(SECRET_QUERY_PARAMETERS)
+    + r"))"
+    + _SEPARATOR
+    + r"(?P<quote>\\*[\"']?)[A-Za-z0-9._~+/=-]{16,}",
     re.IGNORECASE,
 )
 # An Authorization header's credentials, whatever the scheme (Basic carries the client secret).
@@ -73,6 +93,8 @@ def redact(text: str, *, known: Iterable[str | None] = ()) -> str:
         # access log runs this for every request, the token hot path included.
         return text
     text = _FIELD.sub(_redact_field, text)
+    text = _QUERY.sub(lambda m: f"{m.group('key')}={REDACTED}", text)
+    text = _CREDENTIAL_FIELD.sub(_redact_field, text)
     text = _AUTHORIZATION.sub(lambda m: f"{m.group('key')}{REDACTED}", text)
     text = _BEARER.sub(lambda m: f"{m.group('scheme')}{REDACTED}", text)
     text = _TOKEN_LIKE.sub(REDACTED, text)
