@@ -238,13 +238,8 @@ class ConnectFlow:
         None when the merchant cancelled; the link may then be used again.
         """
         session = await self._open_session(token)
-        if not session.waiting or not _same_browser(session, browser):
-            raise ConnectError(
-                "nothing_to_confirm",
-                "There is nothing to confirm here: open the connect link again.",
-                410,
-            )
-        held = await self.vault.take_held_grant(session.id)
+        waiting = session.waiting and _same_browser(session, browser)
+        held = await self.vault.take_held_grant(session.id) if waiting else None
         if held is None:
             raise ConnectError(
                 "nothing_to_confirm",

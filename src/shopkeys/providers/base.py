@@ -53,7 +53,9 @@ MAX_MESSAGE = 1000
 #: allows a token to be (visible ASCII; a space would split a header) and of a size that platforms
 #: issue (the same limit as the API's import).
 MAX_CREDENTIAL = 4096
-_CREDENTIAL = re.compile(r"[\x21-\x7e]+")
+#: The characters of a credential, as a regular expression (the API's import checks the same).
+CREDENTIAL_CHARACTERS = r"[\x21-\x7e]+"
+_CREDENTIAL = re.compile(CREDENTIAL_CHARACTERS)
 #: Ids are stored in a 128-character column and shown; control characters have no place in one.
 MAX_ID = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")

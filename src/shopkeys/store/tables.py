@@ -102,9 +102,8 @@ class AuthSessionRow(Base):
     )
     # The hash of the cookie set on the browser that opened the link (RFC 6749 section 10.12).
     browser_hash: Mapped[str | None] = mapped_column(String(64))
-    # A callback that came back in another browser: the grant, encrypted, until the merchant
-    # confirms it with the secret whose hash is `confirm_hash`.
-    confirm_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # A callback that came back in another browser: the grant, encrypted, until the browser
+    # that opened the link confirms it.
     pending: Mapped[str | None] = mapped_column(Text)
 
 

@@ -559,6 +559,9 @@ class Vault:
             expires_at=expires_at,
         )
 
+        return await self._insert_auth_session(row)
+
+    async def _insert_auth_session(self, row: AuthSessionRow) -> AuthSession:
         async def work(session: AsyncSession) -> AuthSession:
             session.add(row)
             await session.flush()
@@ -586,14 +589,8 @@ class Vault:
             expires_at=expires_at,
             consumed_at=now,
         )
-
-        async def work(session: AsyncSession) -> AuthSession:
-            session.add(row)
-            await session.flush()
-            return _auth_session(row)
-
         try:
-            return await self._transaction(work)
+            return await self._insert_auth_session(row)
         except IntegrityError:
             return None
 
@@ -729,23 +726,15 @@ class Vault:
 
     async def held_grant(self, session_id: str) -> tuple[Grant, Account] | None:
         """The grant waiting for confirmation in this session, without taking it."""
-        async with self._sessions() as session:
-            row = await session.get(AuthSessionRow, session_id)
-            live = row is not None and self.clock() < row.expires_at
-            sealed = row.pending if row is not None and live else None
-        if sealed is None:
-            return None
-        return self._unseal_pending(session_id, sealed)
+        sealed = await self._live_pending(session_id)
+        return self._unseal_pending(session_id, sealed) if sealed is not None else None
 
     async def take_held_grant(self, session_id: str) -> tuple[Grant, Account] | None:
         """The waiting grant, taken once (None: there is none, or another request took it).
 
         It is decrypted before it is cleared, so a key problem leaves it waiting.
         """
-        async with self._sessions() as session:
-            row = await session.get(AuthSessionRow, session_id)
-            live = row is not None and self.clock() < row.expires_at
-            sealed = row.pending if row is not None and live else None
+        sealed = await self._live_pending(session_id)
         if sealed is None:
             return None
         held = self._unseal_pending(session_id, sealed)
@@ -759,6 +748,14 @@ class Vault:
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
         return held if await self._transaction(work) else None
+
+    async def _live_pending(self, session_id: str) -> str | None:
+        """The sealed grant waiting in a session whose link has not expired."""
+        async with self._sessions() as session:
+            row = await session.get(AuthSessionRow, session_id)
+            if row is None or self.clock() >= row.expires_at:
+                return None
+            return row.pending
 
     def _unseal_pending(self, session_id: str, sealed: str) -> tuple[Grant, Account]:
         data = json.loads(self.keys.decrypt(sealed, f"auth_sessions:{session_id}:pending"))

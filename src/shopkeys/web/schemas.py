@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shopkeys.providers.base import CREDENTIAL_CHARACTERS, MAX_CREDENTIAL
 from shopkeys.store.records import Connection, Event
 
 
@@ -82,7 +83,9 @@ Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 #: A credential as the platforms issue them: printable ASCII without spaces, a few KB at most.
 #: Anything else could not travel in an HTTP header or query, so it cannot be a real token.
-Credential = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
+Credential = Annotated[
+    str, Field(min_length=1, max_length=MAX_CREDENTIAL, pattern=f"^{CREDENTIAL_CHARACTERS}$")
+]
 
 
 class ConnectSessionRequest(RequestModel):

@@ -3,7 +3,7 @@
 `connected_at` orders an end user's connections by when the merchant last connected each store
 (a refresh touches `updated_at`, which is why that column cannot serve). A connect session keeps a
 hash of the cookie set on the browser that opened it, and, when the callback comes back in another
-browser, the encrypted grant waiting for the merchant to confirm it.
+browser, the encrypted grant waiting for that first browser to confirm it.
 
 Revision ID: 0003
 Revises: 0002
@@ -31,16 +31,12 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("browser_hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("confirm_hash", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("pending", sa.Text(), nullable=True))
-        batch_op.create_unique_constraint("uq_auth_sessions_confirm_hash", ["confirm_hash"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("auth_sessions", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_auth_sessions_confirm_hash", type_="unique")
         batch_op.drop_column("pending")
-        batch_op.drop_column("confirm_hash")
         batch_op.drop_column("browser_hash")
     with op.batch_alter_table("connections", schema=None) as batch_op:
         batch_op.drop_index("ix_connections_end_user_connected")
