@@ -180,6 +180,38 @@ class AliExpress(Provider):
             extensions=request.extensions,
         )
 
+    def classify(
+        self, response: httpx2.Response, endpoint: str = "api", *, secrets: Iterable[str] = ()
+    ) -> ProviderError | None:
+        """The classified error for the gateway's answer to a call, or None when it succeeded.
+
+        The gateway answers its errors with HTTP 200: flat `{"type", "code", "message"}` on
+        `/rest`, wrapped `{"error_response": {"type", "code", "msg"}}` on `/sync`; a flat `code`
+        other than "0" is an error too. 429 and 5xx are what their status says, whatever the
+        body; any other non-2xx refused our request, with or without a readable error body. A 2xx
+        that is no JSON object is a `ProtocolError`: the gateway answers JSON. `secrets` (what the
+        request carried) never appear in the error, nor does the app secret.
+        """
+        error = self._status_error(response, endpoint)
+        if error is not None:
+            return error
+        status = response.status_code
+        try:
+            body = self._json_object(response, endpoint)
+        except ProtocolError as garbled:
+            if response.is_success:
+                return garbled
+            # Any other status refused our request, whether or not it came with a readable
+            # error body; the body's code says more when there is one.
+            body = Fields({}, provider=self.name, endpoint=endpoint)
+        try:
+            error = self._error_in(body, status, endpoint, tuple(secrets))
+        except ProtocolError as garbled:
+            return garbled
+        if error is None and not response.is_success:
+            error = self._error(RequestRejected, endpoint, f"HTTP {status}", status=status)
+        return error
+
     # -- plumbing -------------------------------------------------------------------------------
 
     async def _system_call(
@@ -206,36 +238,28 @@ class AliExpress(Provider):
         response = await self._send(
             http, "POST", self.url("api", "/rest"), endpoint=endpoint, data=params
         )
-        self._check_http_status(response, endpoint)
-        if response.is_success:
-            body = self._json_object(response, endpoint)
-            self._raise_for_error(body, response.status_code, endpoint, secrets)
-            return body
-        # The gateway answers its own errors with HTTP 200; any other 4xx refused our request,
-        # whether or not it came with a readable error body.
-        try:
-            error = self._json_object(response, endpoint)
-        except ProtocolError:
-            error = Fields({}, provider=self.name, endpoint=endpoint)
-        self._raise_for_error(error, response.status_code, endpoint, secrets)
-        raise self._error(
-            RequestRejected, endpoint, f"HTTP {response.status_code}", status=response.status_code
-        )
+        error = self.classify(response, endpoint, secrets=secrets)
+        if error is not None:
+            raise error
+        return self._json_object(response, endpoint)
 
-    def _raise_for_error(
+    def _error_in(
         self, body: Fields, status: int, endpoint: str, secrets: tuple[str, ...] = ()
-    ) -> None:
-        """Raise the classified error for a flat (`/rest`) or wrapped (`/sync`) error body."""
+    ) -> ProviderError | None:
+        """The classified error of a flat (`/rest`) or wrapped (`/sync`) error body, if it is one.
+
+        A `ProtocolError` when the error body itself is garbled (`Fields` raises it).
+        """
         if "error_response" in body:
             error = body.object("error_response")
         elif "code" in body and str(body.get("code")) != "0":
             error = body
         else:
-            return
+            return None
         code = error.opt_text("code") or "unknown"
         message = error.opt_text("message") or error.opt_text("msg") or "no message"
         # A gateway may echo the rejected code or token back: `_error` never carries them further.
-        raise self._classify(code, error.opt_text("type"), message, endpoint, status, secrets)
+        return self._classify(code, error.opt_text("type"), message, endpoint, status, secrets)
 
     def _classify(
         self,

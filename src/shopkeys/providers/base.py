@@ -28,11 +28,14 @@ from shopkeys.clock import (
 )
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
+    AccessExpired,
+    AuthorizationDead,
     ConfigurationError,
     NotSupported,
     ProtocolError,
     ProviderError,
     RateLimited,
+    RequestRejected,
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant
@@ -184,6 +187,26 @@ class Provider(ABC):
         """An httpx2 auth that signs every request sent with it for this platform's API."""
         return _SigningAuth(self, access_token)
 
+    def classify(
+        self, response: httpx2.Response, endpoint: str = "api", *, secrets: Iterable[str] = ()
+    ) -> ProviderError | None:
+        """The classified error for the platform's answer to an API call, or None on success.
+
+        `response` answers a request that `sign_request` (or `auth`) prepared; `endpoint` names
+        the call in the error. `secrets` are values the request carried (its access token): the
+        error never repeats them, nor the app's client secret, should the platform echo the
+        request back. An answer that is not the platform's protocol (a gateway's page where an
+        error body or a JSON answer is due) is a `ProtocolError` or what its status says.
+
+        This default reads the HTTP status alone, as RFC 6750 has it for Bearer APIs: 2xx is
+        success, 429 wait, 408 and 5xx retry, 401 the access token (refresh first, or
+        re-authorize where nothing can be refreshed), anything else our request. Platforms that
+        answer errors with HTTP 200 or with error codes of their own override it.
+        """
+        if response.is_success:
+            return None
+        return self._status_error(response, endpoint) or self._refusal(response, endpoint)
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Whether a webhook really comes from the platform (constant-time comparison)."""
         raise NotSupported(f"{self.display_name} does not sign its webhooks")
@@ -279,19 +302,53 @@ class Provider(ABC):
         )
 
     def _check_http_status(self, response: httpx2.Response, endpoint: str) -> None:
-        """Classify what the HTTP status alone decides: 429 and 5xx."""
+        """Raise what the HTTP status alone decides: 429 and 5xx."""
+        error = self._status_error(response, endpoint)
+        if error is not None:
+            raise error
+
+    def _status_error(self, response: httpx2.Response, endpoint: str) -> ProviderError | None:
+        """The error the HTTP status alone decides, whatever the body says: 429 and 5xx."""
         status = response.status_code
         if status == 429:
-            raise self._rate_limited(
+            return self._rate_limited(
                 endpoint,
                 "too many requests",
                 status=status,
                 retry_after=retry_after_seconds(response),
             )
         if status >= 500:
-            raise self._error(
+            return self._error(
                 TemporaryFailure, endpoint, f"the platform failed with HTTP {status}", status=status
             )
+        return None
+
+    def _refusal(
+        self,
+        response: httpx2.Response,
+        endpoint: str,
+        message: str | None = None,
+        *,
+        secrets: Iterable[str | None] = (),
+    ) -> ProviderError:
+        """The error of a non-2xx API answer that carries no error code: its status decides.
+
+        401 refuses the access token, the only credential an API call carries: refresh first, or
+        re-authorize where nothing can be refreshed. 408 is a timeout (retry); 429 and 5xx are as
+        `_status_error` has them; anything else refused our request. `message` is the platform's
+        own words when it sent some.
+        """
+        status = response.status_code
+        error = self._status_error(response, endpoint)
+        if error is not None:
+            return error
+        text = message or f"the platform answered HTTP {status} without an error code"
+        kind: type[ProviderError] = RequestRejected
+        if status == 401:
+            kind = AccessExpired if self.refreshable else AuthorizationDead
+        elif status == 408:
+            kind = TemporaryFailure
+        return self._error(kind, endpoint, text, status=status, secrets=secrets)
 
     def _json_object(self, response: httpx2.Response, endpoint: str) -> Fields:
         """The response body as a JSON object, or a `ProtocolError` saying what it was instead."""

@@ -25,7 +25,7 @@ from shopkeys.errors import (
     RequestRejected,
 )
 from shopkeys.grant import Account, Grant, Shop
-from shopkeys.providers.base import Fields, split_scopes
+from shopkeys.providers.base import Fields, media_type, parse_json, split_scopes
 from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
 
 #: The platform's docs: "The refresh token will expire within one day after the access token has
@@ -132,6 +132,46 @@ class Shopline(OAuth2Provider):
             request.headers["User-Agent"] = USER_AGENT
         return request
 
+    def classify(
+        self, response: httpx2.Response, endpoint: str = "api", *, secrets: Iterable[str] = ()
+    ) -> ProviderError | None:
+        """The classified error for an Open API answer, or None when it succeeded.
+
+        The status decides first: 2xx is success (a success body may well hold fields called
+        `code` or `error`), 429 and 5xx are what their status says whatever the body. A refusal
+        that names its code (`{"code", "message"}` as token info and the Open API answer, or
+        Doorkeeper's `{"error", "error_description"}`) is classified by that code:
+        `TOKEN_EXPIRED` refresh first, `TOKEN_REVOKED` and `invalid_token` re-authorize. A
+        refusal without one is what its status says: 401 the access token (refresh first), 408
+        retry, anything else our request. A 2xx whose body is not JSON is no Open API answer
+        (`ProtocolError`). `secrets` (what the request carried) never appear in the error, nor
+        does the client secret.
+        """
+        error = self._status_error(response, endpoint)
+        if error is not None:
+            return error
+        sent = tuple(secrets)
+        try:
+            data = parse_json(response)
+        except ValueError:
+            if response.is_success and response.content.strip():
+                return self._protocol(
+                    endpoint,
+                    f"expected a JSON body, got HTTP {response.status_code} with "
+                    f"{media_type(response)}",
+                )
+            data = None
+        if response.is_success:
+            return None
+        if isinstance(data, dict):
+            body = Fields(data, provider=self.name, endpoint=endpoint)
+            if _error_code(body) is not None:
+                return self._oauth_error(
+                    body, response.status_code, endpoint, secrets=sent, presented_access_token=True
+                )
+            return self._refusal(response, endpoint, _description(body), secrets=sent)
+        return self._refusal(response, endpoint)
+
     async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
         endpoint = "token_info"
         response = await self._send(
@@ -181,27 +221,32 @@ class Shopline(OAuth2Provider):
     # -- parsing --------------------------------------------------------------------------------
 
     def _oauth_error(
-        self, body: Fields, status: int, endpoint: str, *, secrets: tuple[str, ...] = ()
+        self,
+        body: Fields,
+        status: int,
+        endpoint: str,
+        *,
+        secrets: tuple[str, ...] = (),
+        presented_access_token: bool | None = None,
     ) -> ProviderError:
-        code = body.get("error")
-        if not isinstance(code, str):
-            code = body.get("code")
-        if not isinstance(code, str):
+        """As `OAuth2Provider._oauth_error`, with SHOPLINE's own codes.
+
+        `presented_access_token` says whether the call carried an access token (an API call);
+        by default, whether `endpoint` is one of `ACCESS_TOKEN_ENDPOINTS`.
+        """
+        code = _error_code(body)
+        if code is None:
             return super()._oauth_error(body, status, endpoint, secrets=secrets)
+        if presented_access_token is None:
+            presented_access_token = endpoint in ACCESS_TOKEN_ENDPOINTS
         # Unknown codes are our request's fault unless proven otherwise: a temporary failure
         # would come as 5xx, which `_check_http_status` already handled.
         kind = SHOPLINE_ERROR_CLASSES.get(code, RequestRejected)
-        if kind is AccessExpired and endpoint not in ACCESS_TOKEN_ENDPOINTS:
+        if kind is AccessExpired and not presented_access_token:
             # Only a call that presented an access token can be told that token expired; from
             # the token endpoint the same words can only be about the grant itself.
             kind = AuthorizationDead
-        message = code
-        for key in ("error_description", "message"):
-            # Doorkeeper sometimes sends a dict of descriptions here; only a string is a message.
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                message = value
-                break
+        message = _description(body) or code
         return self._error(kind, endpoint, message, code=code, status=status, secrets=secrets)
 
     def _grant(self, body: Fields) -> Grant:
@@ -241,6 +286,27 @@ class Shopline(OAuth2Provider):
             return None  # Doorkeeper leaves it out for tokens that never expire.
         now = self.clock()
         return (body.opt_moment("created_at", now) or now) + expires_in
+
+
+def _error_code(body: Fields) -> str | None:
+    """The code of an error body: Doorkeeper's `error`, else SHOPLINE's own `code`."""
+    for key in ("error", "code"):
+        value = body.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _description(body: Fields) -> str | None:
+    """The words of an error body, where they are a string.
+
+    Doorkeeper sometimes sends a dict of descriptions; only a string is a message.
+    """
+    for key in ("error_description", "message"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _scopes(body: Fields) -> list[str]:

@@ -29,6 +29,7 @@ from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
     ConfigurationError,
+    ProtocolError,
     ProviderError,
     RateLimited,
     RequestRejected,
@@ -314,6 +315,41 @@ class TikTokShop(Provider):
 
     # -- answers --------------------------------------------------------------------------------
 
+    def classify(
+        self, response: httpx2.Response, endpoint: str = "api", *, secrets: Iterable[str] = ()
+    ) -> ProviderError | None:
+        """The classified error for an answer in TikTok's envelope, or None when it succeeded.
+
+        Every answer is `{"code", "message", "request_id", "data"}`; success is `code` 0 with a
+        2xx status. Errors mostly come as HTTP 200 with a non-zero `code` (a bad signature as
+        HTTP 401). 429 and 5xx are what their status says, whatever the body; a 4xx without a
+        JSON body refused our request; an answer without an integer `code` is not the envelope
+        (`ProtocolError`). `secrets` (what the request carried) never appear in the error, nor
+        does the app secret.
+        """
+        error = self._status_error(response, endpoint)
+        if error is not None:
+            return error
+        status = response.status_code
+        if response.is_client_error and not _looks_json(response):
+            return self._error(
+                RequestRejected, endpoint, f"HTTP {status} without an error body", status=status
+            )
+        try:
+            body = self._json_object(response, endpoint)
+        except ProtocolError as garbled:
+            return garbled
+        code = body.get("code")
+        if isinstance(code, bool) or not isinstance(code, int):
+            return self._protocol(endpoint, "field 'code' should be an integer")
+        if code != 0:
+            return self._classify(code, body.get("message"), response, endpoint, tuple(secrets))
+        if not response.is_success:
+            return self._error(
+                RequestRejected, endpoint, f"HTTP {status} with code 0", status=status
+            )
+        return None
+
     def _envelope(
         self, response: httpx2.Response, endpoint: str, *, secrets: tuple[str, ...]
     ) -> Fields:
@@ -321,28 +357,10 @@ class TikTokShop(Provider):
 
         `secrets` are what the request carried (its code or token): an error never repeats them.
         """
-        self._check_http_status(response, endpoint)
-        if response.is_client_error and not _looks_json(response):
-            raise self._error(
-                RequestRejected,
-                endpoint,
-                f"HTTP {response.status_code} without an error body",
-                status=response.status_code,
-            )
-        body = self._json_object(response, endpoint)
-        code = body.get("code")
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise self._protocol(endpoint, "field 'code' should be an integer")
-        if code != 0:
-            raise self._classify(code, body.get("message"), response, endpoint, secrets)
-        if not response.is_success:
-            raise self._error(
-                RequestRejected,
-                endpoint,
-                f"HTTP {response.status_code} with code 0",
-                status=response.status_code,
-            )
-        return body.object("data")
+        error = self.classify(response, endpoint, secrets=secrets)
+        if error is not None:
+            raise error
+        return self._json_object(response, endpoint).object("data")
 
     def _classify(
         self,
