@@ -40,7 +40,7 @@ class LiveSandbox:
         return self.sandbox.simulators[provider]
 
     def redirect_uri(self, provider: str) -> str:
-        return self.settings.redirect_uri(provider)
+        return self.settings.platform(provider).redirect_uri
 
     def provider(self, name: str) -> Provider:
         """The real provider client, pointed at its simulator and sharing the simulator's clock."""
@@ -198,12 +198,12 @@ class LiveService:
 
 @pytest.fixture
 def live_service(database_url: str, tmp_path: Path) -> Iterator[LiveService]:
-    from shopkeys.web import create_app
+    from shopkeys.cli.serve import service_app
     from tests.live import reserve_socket, url_of
 
     sock = reserve_socket()
     url = url_of(sock)
     settings = make_settings(database_url, tmp_path / "data", public_url=url)
-    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
     with serve(app, sock) as served:
         yield LiveService(url=served, api_key=SERVICE_API_KEY, app=app, settings=app.state.settings)

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from shopkeys.config import DEFAULT_PUBLIC_URL, Settings
-from shopkeys.credentials import PROVIDER_NAMES
-from shopkeys.providers import NAMES, get
+from shopkeys.credentials import AppCredentials, CredentialNames
+from shopkeys.platform import Platform
+from shopkeys.providers import get
 
 ALL_ENV = {
     "SHOPKEYS_ALIEXPRESS_APP_KEY": "ae-key",
@@ -47,7 +48,7 @@ def test_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         "ecwid": ("ec-id", "ec-secret", None),
     }
     for provider, (client_id, secret, service_id) in expected.items():
-        credentials = settings.credentials(provider)
+        credentials = settings.platform(provider).credentials
         assert credentials is not None, provider
         assert (credentials.client_id, credentials.client_secret, credentials.service_id) == (
             client_id,
@@ -67,8 +68,8 @@ def test_platforms_without_credentials_are_not_configured(
     monkeypatch.setenv("SHOPKEYS_ALIEXPRESS_APP_KEY", "ae-key")
     monkeypatch.setenv("SHOPKEYS_ALIEXPRESS_APP_SECRET", "")  # set but empty
     settings = Settings()
-    for provider in PROVIDER_NAMES:
-        assert settings.credentials(provider) is None, provider
+    for provider in Platform:
+        assert settings.platform(provider).credentials is None, provider
 
 
 def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,8 +80,8 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SHOPKEYS_DATABASE_URL", "")
     monkeypatch.setenv("SHOPKEYS_PUBLIC_URL", "")
     settings = Settings()
-    assert settings.scopes("shopline") is None
-    assert settings.base_url("shopline") is None
+    assert settings.platform("shopline").scopes is None
+    assert settings.platform("shopline").base_url is None
     assert settings.encryption_keys is None
     assert settings.database_url is None
     assert settings.public_url == DEFAULT_PUBLIC_URL
@@ -94,12 +95,12 @@ def test_base_urls_and_scopes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOPKEYS_SHOPLINE_SCOPES", "read_products, read_orders write_orders")
     monkeypatch.setenv("SHOPKEYS_ECWID_SCOPES", "read_store_profile")
     settings = Settings()
-    assert settings.base_url("tiktok_shop") == "http://127.0.0.1:9000/sandbox/tiktok_shop"
-    assert settings.base_url("ecwid") == "https://ecwid.example"
-    assert settings.base_url("aliexpress") is None
-    assert settings.scopes("shopline") == ["read_products", "read_orders", "write_orders"]
-    assert settings.scopes("ecwid") == ["read_store_profile"]
-    assert settings.scopes("aliexpress") is None
+    assert settings.platform("tiktok_shop").base_url == "http://127.0.0.1:9000/sandbox/tiktok_shop"
+    assert settings.platform("ecwid").base_url == "https://ecwid.example"
+    assert settings.platform("aliexpress").base_url is None
+    assert settings.platform("shopline").scopes == ("read_products", "read_orders", "write_orders")
+    assert settings.platform("ecwid").scopes == ("read_store_profile",)
+    assert settings.platform("aliexpress").scopes is None
 
 
 def test_defaults() -> None:
@@ -113,12 +114,14 @@ def test_defaults() -> None:
 def test_redirect_uri_format(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHOPKEYS_PUBLIC_URL", "https://keys.example.com/")
     settings = Settings()
-    assert settings.redirect_uri("ecwid") == "https://keys.example.com/oauth/callback/ecwid"
     assert (
-        settings.redirect_uri("tiktok_shop")
+        settings.platform("ecwid").redirect_uri == "https://keys.example.com/oauth/callback/ecwid"
+    )
+    assert (
+        settings.platform("tiktok_shop").redirect_uri
         == "https://keys.example.com/oauth/callback/tiktok_shop"
     )
-    assert Settings(public_url="http://h:1").redirect_uri("aliexpress") == (
+    assert Settings(public_url="http://h:1").platform("aliexpress").redirect_uri == (
         "http://h:1/oauth/callback/aliexpress"
     )
 
@@ -131,18 +134,10 @@ def test_public_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unknown_platform_is_refused() -> None:
     settings = Settings()
-    for method in (
-        settings.credentials,
-        settings.base_url,
-        settings.scopes,
-        settings.redirect_uri,
-        settings.region,
-        settings.install_return_url,
-    ):
-        with pytest.raises(KeyError, match="unknown provider"):
-            method("shopify")
+    with pytest.raises(KeyError, match="unknown provider 'shopify'; known: aliexpress, "):
+        settings.platform("shopify")
     with pytest.raises(KeyError, match="unknown provider"):
-        settings.hosts("shopify", ["api"])
+        settings.with_platform("shopify", base_url="https://x.example")
 
 
 def test_return_to_origins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,21 +159,21 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         "UNRELATED=1\n"
     )
     settings = Settings()
-    credentials = settings.credentials("shopline")
+    credentials = settings.platform("shopline").credentials
     assert credentials is not None
     assert (credentials.client_id, credentials.client_secret) == ("from-dotenv", "dotenv-secret")
     assert settings.data_dir == Path("/var/lib/shopkeys")
-    assert settings.redirect_uri("shopline") == "https://dotenv.example/oauth/callback/shopline"
+    assert (
+        settings.platform("shopline").redirect_uri
+        == "https://dotenv.example/oauth/callback/shopline"
+    )
     # The environment wins over the file.
     monkeypatch.setenv("SHOPKEYS_SHOPLINE_CLIENT_ID", "from-env")
-    override = Settings().credentials("shopline")
+    override = Settings().platform("shopline").credentials
     assert override is not None and override.client_id == "from-env"
 
 
 # -- single hosts, regions, the Ecwid install return URL, and the providers built from them ------
-
-#: Each platform's host roles, as its provider declares them.
-ROLES = {name: tuple(get(name).default_hosts) for name in NAMES}
 
 
 def test_tiktok_shop_hosts_replace_single_roles(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,21 +186,20 @@ def test_tiktok_shop_hosts_replace_single_roles(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SHOPKEYS_ECWID_INSTALL_RETURN_URL", "https://app.example.com/welcome")
     monkeypatch.setenv("SHOPKEYS_ECWID_BASE_URL", "https://ecwid.example")
     settings = Settings()
-    assert settings.hosts("tiktok_shop", ROLES["tiktok_shop"]) == {
+    assert settings.platform("tiktok_shop").hosts == {
         "authorize": "https://authorize.example",
         "token": "https://token.example",
         "api": "http://127.0.0.1:9000/api",
     }
     for other in ("aliexpress", "shopline", "ecwid"):
-        assert settings.hosts(other, ROLES[other]) == {}, other
+        assert settings.platform(other).hosts == {}, other
 
 
 def test_hosts_hold_only_the_roles_that_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    roles = ROLES["tiktok_shop"]
-    assert Settings().hosts("tiktok_shop", roles) == {}
+    assert Settings().platform("tiktok_shop").hosts == {}
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_TOKEN_URL", "https://token.example")
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_API_URL", "")  # empty means unset
-    assert Settings().hosts("tiktok_shop", roles) == {"token": "https://token.example"}
+    assert Settings().platform("tiktok_shop").hosts == {"token": "https://token.example"}
 
 
 @pytest.mark.parametrize(
@@ -229,24 +223,24 @@ def test_host_and_return_urls_must_be_http(
 
 
 def test_region_is_lower_cased_and_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().region("tiktok_shop") is None
+    assert Settings().platform("tiktok_shop").region is None
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", " US ")
     settings = Settings()
-    assert settings.region("tiktok_shop") == "us"
+    assert settings.platform("tiktok_shop").region == "us"
     for other in ("aliexpress", "shopline", "ecwid"):
-        assert settings.region(other) is None, other
+        assert settings.platform(other).region is None, other
     for blank in ("", "   "):
         monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", blank)
-        assert Settings().region("tiktok_shop") is None, repr(blank)
+        assert Settings().platform("tiktok_shop").region is None, repr(blank)
 
 
 def test_install_return_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().install_return_url("ecwid") is None
+    assert Settings().platform("ecwid").install_return_url is None
     monkeypatch.setenv("SHOPKEYS_ECWID_INSTALL_RETURN_URL", "https://app.example.com/welcome")
     settings = Settings()
-    assert settings.install_return_url("ecwid") == "https://app.example.com/welcome"
+    assert settings.platform("ecwid").install_return_url == "https://app.example.com/welcome"
     for other in ("aliexpress", "tiktok_shop", "shopline"):
-        assert settings.install_return_url(other) is None, other
+        assert settings.platform(other).install_return_url is None, other
 
 
 def _with_all_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,7 +262,9 @@ def test_built_providers_use_the_region_and_the_redirect_uri(
     assert set(providers) == {"aliexpress", "tiktok_shop", "shopline", "ecwid"}
 
     tiktok = providers["tiktok_shop"]
-    url = urlsplit(tiktok.authorization_url("state-1", settings.redirect_uri("tiktok_shop")))
+    url = urlsplit(
+        tiktok.authorization_url("state-1", settings.platform("tiktok_shop").redirect_uri)
+    )
     assert (url.scheme, url.netloc, url.path) == (
         "https",
         "services.us.tiktokshop.com",
@@ -281,7 +277,7 @@ def test_built_providers_use_the_region_and_the_redirect_uri(
     assert tiktok.url("api", SHOPS_PATH).startswith("https://open-api.tiktokglobalshop.com/")
 
     shopline = providers["shopline"]
-    assert shopline.redirect_uri == settings.redirect_uri("shopline")
+    assert shopline.redirect_uri == settings.platform("shopline").redirect_uri
     assert shopline.redirect_uri == "https://keys.example.com/oauth/callback/shopline"
 
 
@@ -307,3 +303,83 @@ def test_an_unknown_region_is_a_configuration_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("SHOPKEYS_TIKTOK_SHOP_REGION", "eu")
     with pytest.raises(ConfigurationError, match="region 'eu'"):
         build_providers(Settings())
+
+
+# -- the platforms' settings follow from their provider classes ---------------------------------
+
+
+def test_each_platform_settings_follow_its_provider_class() -> None:
+    from shopkeys.config import platform_settings
+
+    fields = set(Settings.model_fields)
+    for platform in Platform:
+        provider = get(platform)
+        names = provider.credential_names
+        expected = {
+            f"{platform.value}_{names.client_id}",
+            f"{platform.value}_{names.client_secret}",
+        }
+        expected |= {f"{platform.value}_{role}_url" for role in provider.default_hosts}
+        expected |= {f"{platform.value}_scopes", f"{platform.value}_base_url"}
+        if names.service_id:
+            expected.add(f"{platform.value}_{names.service_id}")
+        if provider.regional_hosts:
+            expected.add(f"{platform.value}_region")
+        if provider.installs_without_state:
+            expected.add(f"{platform.value}_install_return_url")
+        declared = {f"{platform.value}_{name}" for name, _ in platform_settings(provider)}
+        assert declared == expected, platform
+        assert declared <= fields, platform
+    # The names users already set keep working.
+    assert {"aliexpress_app_key", "tiktok_shop_service_id", "shopline_client_secret"} <= fields
+    assert "ecwid_install_return_url" in fields and "shopline_region" not in fields
+
+
+def test_a_provider_with_its_own_credential_names_gets_settings_of_those_names() -> None:
+    from shopkeys.config import platform_settings
+    from shopkeys.providers.shopline import Shopline
+
+    class Renamed(Shopline):
+        credential_names = CredentialNames("partner_key", "partner_secret", service_id="app_id")
+
+    assert list(platform_settings(Renamed))[:3] == [
+        ("partner_key", "text"),
+        ("partner_secret", "secret"),
+        ("app_id", "text"),
+    ]
+
+
+def test_with_platform_sets_credentials_and_base_url_under_the_platform_names() -> None:
+    settings = Settings().with_platform(
+        "tiktok_shop",
+        credentials=AppCredentials("k", "s3cret", service_id="svc"),
+        base_url="http://127.0.0.1:9/sandbox/tiktok_shop",
+    )
+    config = settings.platform("tiktok_shop")
+    assert config.credentials == AppCredentials("k", "s3cret", service_id="svc")
+    assert config.base_url == "http://127.0.0.1:9/sandbox/tiktok_shop"
+    assert config.configured and not settings.platform("ecwid").configured
+    assert "s3cret" not in repr(settings)
+    assert [c.platform for c in settings.platforms()] == list(Platform)
+
+
+def test_credential_variables_name_what_doctor_asks_for() -> None:
+    from shopkeys.config import credential_variables
+
+    assert credential_variables("tiktok_shop") == [
+        "SHOPKEYS_TIKTOK_SHOP_APP_KEY",
+        "SHOPKEYS_TIKTOK_SHOP_APP_SECRET",
+        "SHOPKEYS_TIKTOK_SHOP_SERVICE_ID",
+    ]
+    assert credential_variables("ecwid") == [
+        "SHOPKEYS_ECWID_CLIENT_ID",
+        "SHOPKEYS_ECWID_CLIENT_SECRET",
+    ]
+
+
+def test_every_host_role_of_every_platform_can_be_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOPKEYS_ALIEXPRESS_API_URL", "https://ae-api.example/")
+    monkeypatch.setenv("SHOPKEYS_SHOPLINE_AUTH_URL", "https://sl-auth.example")
+    settings = Settings()
+    assert settings.platform("aliexpress").hosts == {"api": "https://ae-api.example"}
+    assert settings.platform("shopline").hosts == {"auth": "https://sl-auth.example"}

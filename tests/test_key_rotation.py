@@ -34,7 +34,7 @@ async def _rotate_like_the_cli(cli: Runtime) -> str:
     ring = cli.keys.ring.with_new_primary()
     write_key_file(cli.keys.path, ring)
     cli.vault.keys = ring
-    await cli.vault.reencrypt()
+    await cli.vault.connections.reencrypt()
     return ring.primary.id
 
 
@@ -46,7 +46,7 @@ async def test_a_running_service_encrypts_under_the_primary_rotated_by_the_cli(
     cli = await open_runtime(settings, migrate=False)
     try:
         old_id = service.keys.ring.primary.id
-        await service.vault.upsert_connection(grant(), account(), end_user_id="u1")
+        await service.vault.connections.upsert(grant(), account(), end_user_id="u1")
         assert await service.vault.key_ids_in_use() == {old_id: 2}
 
         new_id = await _rotate_like_the_cli(cli)
@@ -54,13 +54,13 @@ async def test_a_running_service_encrypts_under_the_primary_rotated_by_the_cli(
         # The service's background loop looks at the key file (here: one look, by hand).
         assert service.vault.keys.follow() is True
         second = grant(access="access-2-" + "b" * 24, account_id="acct-2", refresh=None)
-        await service.vault.upsert_connection(second, account("acct-2"), end_user_id="u2")
+        await service.vault.connections.upsert(second, account("acct-2"), end_user_id="u2")
         assert await service.vault.key_ids_in_use() == {new_id: 3}
         # Both processes read everything.
         for runtime in (service, cli):
-            listed = await runtime.vault.list_connections()
+            listed = await runtime.vault.connections.find()
             for connection in listed:
-                assert await runtime.vault.tokens(connection.id) is not None
+                assert await runtime.vault.connections.tokens(connection.id) is not None
     finally:
         await cli.close()
         await service.close()
@@ -82,11 +82,11 @@ async def test_key_ids_in_use_counts_every_token_column(database_url: str, tmp_p
             account_id="1001",
             public_token="public_1_storefront",
         )
-        await service.vault.upsert_connection(with_public, account("1001"), end_user_id=None)
-        await service.vault.upsert_connection(grant(), account(), end_user_id=None)
+        await service.vault.connections.upsert(with_public, account("1001"), end_user_id=None)
+        await service.vault.connections.upsert(grant(), account(), end_user_id=None)
         assert await service.vault.key_ids_in_use() == {old_id: 4}
         service.vault.keys = service.vault.keys.with_new_primary()
-        await service.vault.upsert_connection(
+        await service.vault.connections.upsert(
             grant(access="access-2-" + "b" * 24, account_id="acct-2"),
             account("acct-2"),
             end_user_id=None,
@@ -122,7 +122,7 @@ def key_file_service(
 ) -> Iterator[LiveService]:
     """The live service with its keys in the key file, looking at it every few milliseconds
     instead of seconds, so the test waits for an outcome, not for a clock."""
-    from shopkeys.web import create_app
+    from shopkeys.cli.serve import service_app
     from tests.live import reserve_socket, serve, url_of
 
     monkeypatch.setattr(crypto, "FOLLOW_EVERY", 0.005)
@@ -130,7 +130,7 @@ def key_file_service(
     settings = make_settings(
         database_url, tmp_path / "data", public_url=url_of(sock), encryption_keys=None
     )
-    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
     with serve(app, sock) as served:
         yield LiveService(url=served, api_key=SERVICE_API_KEY, app=app, settings=app.state.settings)
 

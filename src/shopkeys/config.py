@@ -1,21 +1,86 @@
-"""Configuration from the environment or a `.env` file, all under the `SHOPKEYS_` prefix."""
+"""Configuration from the environment or a `.env` file, all under the `SHOPKEYS_` prefix.
+
+The service's own settings are declared here. Each platform's settings are not: they follow from
+its provider class (what it calls its credentials, its host roles, whether it has regions or app
+market installs), so adding a platform adds its settings, and `Settings.platform(name)` is the one
+way to read them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import SecretStr, field_validator
+from pydantic import AfterValidator, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shopkeys.credentials import PROVIDER_NAMES as NAMES
 from shopkeys.credentials import AppCredentials
+from shopkeys.platform import Platform
+from shopkeys.providers import Provider, get
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
-class Settings(BaseSettings):
-    """Everything shopkeys reads from its environment. Unset platforms are "not configured"."""
+def _http_url(value: str | None) -> str | None:
+    # Redirect URIs are built from these; a missing scheme would give the platforms a bad one.
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")) or value.endswith("://"):
+        raise ValueError("must be an http:// or https:// URL, e.g. https://keys.example.com")
+    return value
+
+
+HttpUrl = Annotated[str | None, AfterValidator(_http_url)]
+_KINDS: dict[str, Any] = {"text": str | None, "secret": SecretStr | None, "url": HttpUrl}
+
+
+def platform_settings(provider: type[Provider]) -> Iterator[tuple[str, str]]:
+    """The settings a platform has, as (name after `SHOPKEYS_{PLATFORM}_`, kind), in the order
+    the docs list them. The kinds are "text", "secret" (never shown) and "url" (http or https)."""
+    names = provider.credential_names
+    yield names.client_id, "text"
+    yield names.client_secret, "secret"
+    if names.service_id:
+        yield names.service_id, "text"
+    yield "scopes", "text"
+    yield "base_url", "text"
+    for role in provider.default_hosts:
+        yield f"{role}_url", "url"
+    if provider.regional_hosts:
+        yield "region", "text"
+    if provider.installs_without_state:
+        yield "install_return_url", "url"
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformConfig:
+    """One platform's settings, read and normalised once."""
+
+    platform: Platform
+    #: None when the platform is not configured (no id or no secret).
+    credentials: AppCredentials | None
+    #: The one URL that replaces all of the platform's hosts (a sandbox), when set.
+    base_url: str | None
+    #: Hosts set for single roles (`SHOPKEYS_{PLATFORM}_{ROLE}_URL`).
+    hosts: Mapping[str, str]
+    #: The seller region whose hosts to use, where the platform has regions.
+    region: str | None
+    #: Scopes to ask for; None for the provider's defaults.
+    scopes: tuple[str, ...] | None
+    #: The callback address to register on the platform.
+    redirect_uri: str
+    #: Where merchants who installed the app from the platform's app market go afterwards.
+    install_return_url: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.credentials is not None
+
+
+class _ServiceSettings(BaseSettings):
+    """The service's own settings (the platforms' are added below)."""
 
     model_config = SettingsConfigDict(
         env_prefix="SHOPKEYS_",
@@ -33,120 +98,115 @@ class Settings(BaseSettings):
     sandbox_api_key: SecretStr | None = None
     #: Origins that `return_to` may point at after a connection, comma-separated.
     return_to_origins: str = ""
+    #: How log lines are written: "text" for people, "json" (one object a line) for log stacks.
+    log_format: Literal["text", "json"] = "text"
 
     # Sandbox lifetimes in seconds, overriding each simulated platform's real ones when set.
     sandbox_code_ttl: float | None = None
     sandbox_access_ttl: float | None = None
     sandbox_refresh_ttl: float | None = None
 
-    aliexpress_app_key: str | None = None
-    aliexpress_app_secret: SecretStr | None = None
-    aliexpress_scopes: str | None = None
-    aliexpress_base_url: str | None = None
-
-    tiktok_shop_app_key: str | None = None
-    tiktok_shop_app_secret: SecretStr | None = None
-    tiktok_shop_service_id: str | None = None
-    tiktok_shop_scopes: str | None = None
-    tiktok_shop_base_url: str | None = None
-    #: The three hosts TikTok Shop spreads its protocol over, each replaceable on its own.
-    tiktok_shop_authorize_url: str | None = None
-    tiktok_shop_token_url: str | None = None
-    tiktok_shop_api_url: str | None = None
-    #: "us" sends US sellers to their own authorization page.
-    tiktok_shop_region: str | None = None
-
-    shopline_client_id: str | None = None
-    shopline_client_secret: SecretStr | None = None
-    shopline_scopes: str | None = None
-    shopline_base_url: str | None = None
-
-    ecwid_client_id: str | None = None
-    ecwid_client_secret: SecretStr | None = None
-    ecwid_scopes: str | None = None
-    ecwid_base_url: str | None = None
-    #: Where merchants who installed the app from the Ecwid App Market are sent afterwards.
-    ecwid_install_return_url: str | None = None
-
-    @field_validator(
-        "public_url",
-        "tiktok_shop_authorize_url",
-        "tiktok_shop_token_url",
-        "tiktok_shop_api_url",
-        "ecwid_install_return_url",
-    )
+    @field_validator("public_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        # Redirect URIs are built from these; a missing scheme would give the platforms a bad one.
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")) or value.endswith("://"):
-            raise ValueError("must be an http:// or https:// URL, e.g. https://keys.example.com")
-        return value
+    def _public_url(cls, value: str) -> str:
+        return _http_url(value) or value
 
-    def credentials(self, provider: str) -> AppCredentials | None:
-        """The app credentials configured for `provider`, or None when it is not configured."""
-        _check(provider)
-        if provider in ("aliexpress", "tiktok_shop"):
-            client_id = getattr(self, f"{provider}_app_key")
-            secret = getattr(self, f"{provider}_app_secret")
-        else:
-            client_id = getattr(self, f"{provider}_client_id")
-            secret = getattr(self, f"{provider}_client_secret")
-        if not client_id or secret is None or not secret.get_secret_value():
-            return None
-        service_id = self.tiktok_shop_service_id if provider == "tiktok_shop" else None
-        return AppCredentials(client_id, secret.get_secret_value(), service_id=service_id)
 
-    def base_url(self, provider: str) -> str | None:
-        """The one base URL that replaces all of `provider`'s hosts, when set."""
-        _check(provider)
-        value: str | None = getattr(self, f"{provider}_base_url")
-        return value.rstrip("/") if value else None
+def _platform_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for platform in Platform:
+        for name, kind in platform_settings(get(platform)):
+            fields[f"{platform.value}_{name}"] = (_KINDS[kind], None)
+    return fields
 
-    def hosts(self, provider: str, roles: Iterable[str]) -> dict[str, str]:
-        """Hosts set for single roles of `provider` (`SHOPKEYS_{PLATFORM}_{ROLE}_URL`).
 
-        `roles` are the provider's own host roles: the platform's facts stay in its provider.
-        """
-        _check(provider)
-        hosts: dict[str, str] = {}
-        for role in roles:
-            value: str | None = getattr(self, f"{provider}_{role}_url", None)
-            if value:
-                hosts[role] = value.rstrip("/")
-        return hosts
+if TYPE_CHECKING:
+    _WithPlatforms = _ServiceSettings
+else:
+    # pydantic-settings reads only declared fields, so each platform's are declared from its
+    # provider class; they are read through `Settings.platform`, never by attribute name.
+    _WithPlatforms = create_model("_WithPlatforms", __base__=_ServiceSettings, **_platform_fields())
 
-    def region(self, provider: str) -> str | None:
-        """The seller region whose hosts `provider` uses, when the platform has regions."""
-        _check(provider)
-        value: str | None = getattr(self, f"{provider}_region", None)
-        return value.strip().lower() if value and value.strip() else None
 
-    def scopes(self, provider: str) -> list[str] | None:
-        """Scopes to ask `provider` for, or None for the provider's defaults."""
-        _check(provider)
-        value: str | None = getattr(self, f"{provider}_scopes")
-        if value is None:
-            return None
-        return [s for s in value.replace(",", " ").split() if s]
+class Settings(_WithPlatforms):
+    """Everything shopkeys reads from its environment. Unset platforms are "not configured"."""
 
-    def install_return_url(self, provider: str) -> str | None:
-        """Where merchants go after installing the app from `provider`'s app market, if set."""
-        _check(provider)
-        value: str | None = getattr(self, f"{provider}_install_return_url", None)
-        return value
+    def platform(self, name: str) -> PlatformConfig:
+        """The settings of the platform called `name` (a `KeyError` for an unknown one)."""
+        platform = Platform.parse(name)
+        provider = get(platform)
+        names = provider.credential_names
+        client_id = self._text(platform, names.client_id)
+        secret = self._secret(platform, names.client_secret)
+        service_id = self._text(platform, names.service_id) if names.service_id else None
+        credentials = (
+            AppCredentials(client_id, secret, service_id=service_id)
+            if client_id and secret
+            else None
+        )
+        base_url = self._text(platform, "base_url")
+        scopes = self._text(platform, "scopes")
+        region = self._text(platform, "region")
+        return PlatformConfig(
+            platform=platform,
+            credentials=credentials,
+            base_url=base_url.rstrip("/") if base_url else None,
+            hosts={
+                role: url.rstrip("/")
+                for role in provider.default_hosts
+                if (url := self._text(platform, f"{role}_url"))
+            },
+            region=region.strip().lower() if region and region.strip() else None,
+            scopes=tuple(s for s in scopes.replace(",", " ").split() if s)
+            if scopes is not None
+            else None,
+            redirect_uri=f"{self.public_url.rstrip('/')}/oauth/callback/{platform.value}",
+            install_return_url=self._text(platform, "install_return_url"),
+        )
 
-    def redirect_uri(self, provider: str) -> str:
-        """The callback address to register on the platform."""
-        _check(provider)
-        return f"{self.public_url.rstrip('/')}/oauth/callback/{provider}"
+    def platforms(self) -> list[PlatformConfig]:
+        """Every platform's settings, configured or not, in the platforms' order."""
+        return [self.platform(p) for p in Platform]
+
+    def with_platform(
+        self,
+        name: str,
+        *,
+        credentials: AppCredentials | None = None,
+        base_url: str | None = None,
+    ) -> Settings:
+        """A copy in which the platform has these credentials and this base URL (where given)."""
+        platform = Platform.parse(name)
+        names = get(platform).credential_names
+        updates: dict[str, Any] = {}
+        if base_url is not None:
+            updates[f"{platform.value}_base_url"] = base_url
+        if credentials is not None:
+            updates[f"{platform.value}_{names.client_id}"] = credentials.client_id
+            updates[f"{platform.value}_{names.client_secret}"] = SecretStr(
+                credentials.client_secret
+            )
+            if names.service_id and credentials.service_id:
+                updates[f"{platform.value}_{names.service_id}"] = credentials.service_id
+        return self.model_copy(update=updates)
 
     def allowed_return_origins(self) -> list[str]:
         origins = [o.strip().rstrip("/") for o in self.return_to_origins.split(",") if o.strip()]
         return [self.public_url.rstrip("/"), *origins]
 
+    def _text(self, platform: Platform, name: str) -> str | None:
+        value: str | None = getattr(self, f"{platform.value}_{name}", None)
+        return value or None
 
-def _check(provider: str) -> None:
-    if provider not in NAMES:
-        raise KeyError(f"unknown provider {provider!r}; known: {', '.join(NAMES)}")
+    def _secret(self, platform: Platform, name: str) -> str | None:
+        value: SecretStr | None = getattr(self, f"{platform.value}_{name}", None)
+        return (value.get_secret_value() or None) if value is not None else None
+
+
+def credential_variables(name: str) -> list[str]:
+    """The environment variables that configure the platform's app (what `doctor` asks for)."""
+    platform = Platform.parse(name)
+    names = get(platform).credential_names
+    prefix = f"SHOPKEYS_{platform.value.upper()}_"
+    wanted = [names.client_id, names.client_secret, names.service_id]
+    return [prefix + n.upper() for n in wanted if n]

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopkeys.api_keys import ApiKeys
 from shopkeys.clock import Clock, utc_now
-from shopkeys.config import Settings
+from shopkeys.config import PlatformConfig, Settings
 from shopkeys.connect import ConnectFlow
 from shopkeys.crypto import LoadedKeys, load_key_ring
-from shopkeys.providers import NAMES, Provider, get
+from shopkeys.errors import ConfigurationError
+from shopkeys.providers import Provider, get
 from shopkeys.refresh import TokenService
 from shopkeys.store.database import create_engine, database_url, upgrade
 from shopkeys.store.vault import Vault
@@ -48,23 +49,34 @@ class Runtime:
         await self.engine.dispose()
 
 
+def database_url_of(settings: Settings) -> URL:
+    """The database the settings name: SHOPKEYS_DATABASE_URL, else SQLite in the data directory."""
+    configured = settings.database_url.get_secret_value() if settings.database_url else None
+    return database_url(configured, settings.data_dir)
+
+
 def build_providers(settings: Settings, clock: Clock = utc_now) -> dict[str, Provider]:
     """A provider client for every platform with credentials; the others are "not configured"."""
-    providers: dict[str, Provider] = {}
-    for name in NAMES:
-        credentials = settings.credentials(name)
-        if credentials is None:
-            continue
-        providers[name] = get(name)(
-            credentials,
-            base_url=settings.base_url(name),
-            hosts=settings.hosts(name, get(name).default_hosts),
-            region=settings.region(name),
-            scopes=settings.scopes(name),
-            redirect_uri=settings.redirect_uri(name),
-            clock=clock,
-        )
-    return providers
+    return {
+        config.platform.value: build_provider(config, clock)
+        for config in settings.platforms()
+        if config.configured
+    }
+
+
+def build_provider(config: PlatformConfig, clock: Clock = utc_now) -> Provider:
+    """The client for one configured platform (a `ConfigurationError` for a bad host or region)."""
+    if config.credentials is None:
+        raise ConfigurationError(f"{config.platform.value} is not configured")
+    return get(config.platform)(
+        config.credentials,
+        base_url=config.base_url,
+        hosts=config.hosts,
+        region=config.region,
+        scopes=config.scopes,
+        redirect_uri=config.redirect_uri,
+        clock=clock,
+    )
 
 
 async def open_runtime(
@@ -78,8 +90,7 @@ async def open_runtime(
     # First: a configuration mistake must fail before anything is created or migrated.
     providers = build_providers(settings, clock)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only: it holds keys
-    configured_url = settings.database_url.get_secret_value() if settings.database_url else None
-    url = database_url(configured_url, settings.data_dir)
+    url = database_url_of(settings)
     configured_keys = (
         settings.encryption_keys.get_secret_value() if settings.encryption_keys else None
     )
@@ -103,7 +114,7 @@ async def open_runtime(
         providers,
         http,
         public_url=settings.public_url,
-        redirect_uri=settings.redirect_uri,
+        redirect_uri=lambda name: settings.platform(name).redirect_uri,
         allowed_return_origins=settings.allowed_return_origins(),
         clock=clock,
     )

@@ -136,7 +136,7 @@ def stored_tokens(cli: Cli, connection_id: str) -> tuple[str, str | None, int]:
     async def read() -> tuple[str, str | None, int]:
         rt = await open_runtime(cli.settings())
         try:
-            stored = await rt.vault.tokens(connection_id)
+            stored = await rt.vault.connections.tokens(connection_id)
             assert stored is not None
             return stored.access_token, stored.refresh_token, stored.connection.version
         finally:
@@ -357,14 +357,14 @@ async def _complete_latest_session(cli: Cli) -> None:
 
         state = "st-" + "x" * 40
         browser = "the-merchants-browser"
-        await rt.vault.issue_state(
+        await rt.vault.sessions.issue_state(
             session_id,
             fingerprint(state),
             rt.clock() + timedelta(minutes=10),
             browser_hash=fingerprint(browser),
         )
         provider = rt.providers["ecwid"]
-        url = provider.authorization_url(state, rt.settings.redirect_uri("ecwid"))
+        url = provider.authorization_url(state, rt.settings.platform("ecwid").redirect_uri)
         async with httpx2.AsyncClient(timeout=10) as http:
             callback = await press(http, url)
         await rt.connect.complete("ecwid", callback_params(callback), browser=browser)
@@ -396,7 +396,7 @@ def store_connection(cli: Cli, grant: Grant, *, end_user: str | None = None) -> 
         rt = await open_runtime(cli.settings())
         try:
             account = Account(account_id=grant.account_id, name=f"Store {grant.account_id}")
-            connection, created = await rt.vault.upsert_connection(
+            connection, created = await rt.vault.connections.upsert(
                 grant, account, end_user_id=end_user
             )
             assert created
@@ -414,9 +414,9 @@ def read_connection(cli: Cli, connection_id: str) -> tuple[Connection, list[Even
     async def read() -> tuple[Connection, list[Event]]:
         rt = await open_runtime(cli.settings())
         try:
-            connection = await rt.vault.get(connection_id)
+            connection = await rt.vault.connections.get(connection_id)
             assert connection is not None
-            return connection, await rt.vault.events(connection_id)
+            return connection, await rt.vault.events.recent(connection_id)
         finally:
             await rt.close()
 
@@ -859,7 +859,9 @@ def _seed_under(cli: Cli, ring: KeyRing | None, account_id: str, *, refresh: boo
                 account_id=account_id,
             )
             account = Account(account_id=account_id, name="Shop")
-            connection, _ = await rt.vault.import_connection(grant, account, end_user_id=None)
+            connection, _ = await rt.vault.connections.import_grant(
+                grant, account, end_user_id=None
+            )
             return connection.id
         finally:
             await rt.close()

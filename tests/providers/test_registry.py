@@ -6,15 +6,30 @@ import pytest
 
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import NotSupported
-from shopkeys.providers import NAMES, Provider, get
+from shopkeys.platform import Platform
+from shopkeys.providers import Provider, get
 
 
 def test_registry_knows_the_four_platforms() -> None:
-    assert NAMES == ("aliexpress", "tiktok_shop", "shopline", "ecwid")
-    for name in NAMES:
+    assert list(Platform) == ["aliexpress", "tiktok_shop", "shopline", "ecwid"]
+    for name in Platform:
         cls = get(name)
         assert issubclass(cls, Provider)
-        assert cls.name == name
+        assert cls.name is name
+        # Found by its name as the URLs, settings and database spell it, too.
+        assert get(name.value) is cls
+    assert Platform.known("ecwid") and not Platform.known("shopify")
+
+
+def test_every_provider_says_what_it_calls_its_credentials() -> None:
+    names = {p: get(p).credential_names for p in Platform}
+    assert (names["aliexpress"].client_id, names["aliexpress"].client_secret) == (
+        "app_key",
+        "app_secret",
+    )
+    assert names["tiktok_shop"].service_id == "service_id"
+    assert names["shopline"].client_id == names["ecwid"].client_id == "client_id"
+    assert [p for p in Platform if names[p].service_id] == ["tiktok_shop"]
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
@@ -22,7 +37,7 @@ def test_unknown_provider_lists_the_known_ones() -> None:
         get("shopify")
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", Platform)
 def test_no_secret_in_repr(name: str) -> None:
     provider = get(name)(AppCredentials("app-id", "TOPSECRETVALUE", service_id="svc"))
     assert "TOPSECRETVALUE" not in repr(provider)
@@ -31,7 +46,7 @@ def test_no_secret_in_repr(name: str) -> None:
     assert "ACCESSTOKENVALUE" not in repr(provider.auth("ACCESSTOKENVALUE"))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", Platform)
 def test_base_url_replaces_every_host(name: str) -> None:
     provider = get(name)(
         AppCredentials("app-id", "s", service_id="svc"), base_url="http://127.0.0.1:1/sandbox/x/"
@@ -43,7 +58,7 @@ def test_base_url_replaces_every_host(name: str) -> None:
 
 
 def test_only_ecwid_cannot_refresh() -> None:
-    assert [n for n in NAMES if not get(n).refreshable] == ["ecwid"]
+    assert [n for n in Platform if not get(n).refreshable] == ["ecwid"]
 
 
 async def test_ecwid_refresh_says_tokens_do_not_expire() -> None:

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from shopkeys.config import Settings
-from shopkeys.providers import NAMES
+from shopkeys.platform import Platform
 from shopkeys.sandbox import DEMO_CREDENTIALS, base_urls, build_sandbox, point_at_sandbox
 from shopkeys.sandbox.browser import BrowserError, callback_params, press
 from shopkeys.sandbox.core import (
@@ -28,7 +28,7 @@ from tests.conftest import LiveSandbox
 def test_every_platform_is_mounted_under_its_name() -> None:
     sandbox = build_sandbox(Settings(_env_file=None))
     mounts = sorted(route.path for route in sandbox.app.routes)  # type: ignore[attr-defined]
-    assert mounts == sorted(f"/sandbox/{name}" for name in NAMES)
+    assert mounts == sorted(f"/sandbox/{name}" for name in Platform)
     assert base_urls("http://h:1/")["ecwid"] == "http://h:1/sandbox/ecwid"
 
 
@@ -59,10 +59,13 @@ def test_sandbox_lifetime_settings_override_the_platforms() -> None:
 
 def test_point_at_sandbox_configures_every_platform() -> None:
     settings = point_at_sandbox(Settings(_env_file=None, public_url="http://127.0.0.1:9000"))
-    for name in NAMES:
-        assert settings.credentials(name) is not None
-        assert settings.base_url(name) == f"http://127.0.0.1:9000/sandbox/{name}"
-    assert settings.credentials("tiktok_shop").service_id == DEMO_CREDENTIALS["tiktok_shop"][2]  # type: ignore[union-attr]
+    for name in Platform:
+        assert settings.platform(name).credentials is not None
+        assert settings.platform(name).base_url == f"http://127.0.0.1:9000/sandbox/{name}"
+    assert (
+        settings.platform("tiktok_shop").credentials.service_id
+        == DEMO_CREDENTIALS["tiktok_shop"][2]
+    )  # type: ignore[union-attr]
 
 
 def test_describe_prints_base_urls_and_credentials() -> None:
@@ -70,7 +73,7 @@ def test_describe_prints_base_urls_and_credentials() -> None:
     sandbox = build_sandbox(Settings(_env_file=None))
     describe(sandbox, "http://127.0.0.1:8000", console)
     text = console.export_text()
-    for name in NAMES:
+    for name in Platform:
         assert f"http://127.0.0.1:8000/sandbox/{name}" in text
         assert DEMO_CREDENTIALS[name][0] in text
 

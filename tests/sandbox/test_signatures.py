@@ -31,7 +31,9 @@ from shopkeys.sandbox.signatures import (
 )
 
 #: What a sandbox module may import from `shopkeys.providers` and below: module -> names.
-ALLOWED_PROVIDER_IMPORTS: dict[str, frozenset[str]] = {"shopkeys.providers": frozenset({"NAMES"})}
+ALLOWED_PROVIDER_IMPORTS: dict[str, frozenset[str]] = {
+    "shopkeys.providers": frozenset({"Platform"})
+}
 
 SANDBOX_DIR = Path(shopkeys.sandbox.__file__).parent
 
@@ -292,12 +294,12 @@ def _is_providers(name: str) -> bool:
 
 def test_the_import_check_catches_what_it_should() -> None:
     here = "shopkeys.sandbox.example"
-    assert forbidden_imports("from shopkeys.providers import NAMES", here) == []
+    assert forbidden_imports("from shopkeys.providers import Platform", here) == []
     assert forbidden_imports("from shopkeys.providers_extra import x", here) == []
     assert forbidden_imports("from shopkeys.providers.aliexpress import sign", here) == [
         "from shopkeys.providers.aliexpress import sign"
     ]
-    assert forbidden_imports("from shopkeys.providers import NAMES, base", here) == [
+    assert forbidden_imports("from shopkeys.providers import Platform, base", here) == [
         "from shopkeys.providers import base"
     ]
     assert forbidden_imports("import shopkeys.providers.tiktok_shop as t", here) == [
@@ -307,7 +309,7 @@ def test_the_import_check_catches_what_it_should() -> None:
         "from shopkeys.providers.ecwid import signature"
     ]
     assert forbidden_imports("from .. import providers", here) == ["from shopkeys import providers"]
-    assert forbidden_imports("from shopkeys.providers import NAMES as N", here) == []
+    assert forbidden_imports("from shopkeys.providers import Platform as N", here) == []
     nested = "def f():\n    from shopkeys.providers.ecwid import SIGNATURE_HEADER\n"
     assert forbidden_imports(nested, here) == [
         "from shopkeys.providers.ecwid import SIGNATURE_HEADER"

@@ -226,7 +226,7 @@ async def test_forced_refresh(driver: Driver) -> None:
 async def test_import_shopline_token_from_the_platform(driver: Driver) -> None:
     """A token obtained straight from the simulator, outside shopkeys, then imported."""
     provider = driver.live.runtime.providers["shopline"]
-    redirect_uri = driver.live.settings.redirect_uri("shopline")
+    redirect_uri = driver.live.settings.platform("shopline").redirect_uri
     location = await press(driver.http, provider.authorization_url("outside", redirect_uri))
     code = callback_params(location)["code"]
     grant = await provider.exchange_code(driver.http, code, redirect_uri)
@@ -272,7 +272,7 @@ async def test_import_shopline_token_from_the_platform(driver: Driver) -> None:
 
 async def _shopline_grant_from_outside(driver: Driver) -> Any:
     provider = driver.live.runtime.providers["shopline"]
-    redirect_uri = driver.live.settings.redirect_uri("shopline")
+    redirect_uri = driver.live.settings.platform("shopline").redirect_uri
     location = await press(driver.http, provider.authorization_url("outside", redirect_uri))
     grant = await provider.exchange_code(
         driver.http, callback_params(location)["code"], redirect_uri
@@ -429,7 +429,9 @@ async def test_connect_session_answer(driver: Driver) -> None:
     assert session["url"].startswith(f"{driver.url}/connect?")
     opened = await driver.http.get(session["url"])
     assert opened.status_code == 302
-    assert opened.headers["location"].startswith(driver.live.settings.base_url("ecwid") or "")
+    assert opened.headers["location"].startswith(
+        driver.live.settings.platform("ecwid").base_url or ""
+    )
     bad = await driver.http.get(with_params(session["url"], session="nope"))
     assert bad.status_code == 404
     assert "This link does not work" in bad.text
@@ -643,7 +645,7 @@ async def test_tiktok_shop_without_a_service_id_cannot_start_a_connection(
     database_url: str, tmp_path: Path, http: httpx2.AsyncClient
 ) -> None:
     """No quiet fallback to the legacy page: a clear 409 naming the missing setting."""
-    from shopkeys.web import create_app
+    from shopkeys.cli.serve import service_app
 
     settings = make_settings(
         database_url,
@@ -651,7 +653,7 @@ async def test_tiktok_shop_without_a_service_id_cannot_start_a_connection(
         tiktok_shop_app_key="6a1b2c3d4e5f6",
         tiktok_shop_app_secret=SecretStr("not-used"),
     )
-    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
     headers = {"Authorization": f"Bearer {SERVICE_API_KEY}"}
     with serve(app) as url:
         answer = await http.post(

@@ -233,7 +233,7 @@ async def test_an_ecwid_callback_without_store_id_is_a_clear_400(driver: Driver)
 @pytest.fixture
 def returning_service(database_url: str, tmp_path: Path) -> Iterator[LiveService]:
     """The service with an install return URL configured."""
-    from shopkeys.web import create_app
+    from shopkeys.cli.serve import service_app
     from tests.live import reserve_socket, url_of
 
     sock = reserve_socket()
@@ -244,7 +244,7 @@ def returning_service(database_url: str, tmp_path: Path) -> Iterator[LiveService
         public_url=url,
         ecwid_install_return_url="https://app.example/ecwid/installed?from=shopkeys",
     )
-    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
     with serve(app, sock) as served:
         yield LiveService(url=served, api_key=SERVICE_API_KEY, app=app, settings=settings)
 
@@ -298,7 +298,7 @@ async def test_an_install_whose_exchange_failed_can_be_retried(driver: Driver) -
 async def test_the_install_return_url_keeps_its_fragment_last(
     database_url: str, tmp_path: Path, http: httpx2.AsyncClient
 ) -> None:
-    from shopkeys.web import create_app
+    from shopkeys.cli.serve import service_app
     from tests.live import reserve_socket, url_of
 
     sock = reserve_socket()
@@ -308,7 +308,7 @@ async def test_the_install_return_url_keeps_its_fragment_last(
         public_url=url_of(sock),
         ecwid_install_return_url="https://app.example/welcome#step-2",
     )
-    app = create_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
+    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
     with serve(app, sock) as url:
         answer = await http.post(f"{url}/sandbox/ecwid/_sandbox/install", json={"login": "frag"})
         done = await http.get(answer.json()["location"])

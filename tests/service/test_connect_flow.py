@@ -24,7 +24,7 @@ from sqlalchemy import text, update
 
 from shopkeys.crypto import load_key_ring
 from shopkeys.grant import Grant
-from shopkeys.providers import NAMES
+from shopkeys.platform import Platform
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.sandbox.core import Fault
 from shopkeys.store.database import create_engine, database_url
@@ -112,7 +112,7 @@ class Driver:
         return answer
 
     async def stored(self, connection_id: str) -> StoredTokens:
-        stored = await self.vault.tokens(connection_id)
+        stored = await self.vault.connections.tokens(connection_id)
         assert stored is not None
         return stored
 
@@ -170,7 +170,7 @@ class Driver:
         client = self.live.runtime.providers[provider]
         if provider == "aliexpress":
             # AliExpress names the seller in the token response; call a business API instead.
-            base = self.live.settings.base_url(provider)
+            base = self.live.settings.platform(provider).base_url
             answer = await self.http.get(
                 f"{base}/sync",
                 params={"method": "aliexpress.merchant.profile.get"},
@@ -257,7 +257,7 @@ def with_params(url: str, **changes: str | None) -> str:
 
 
 def other_provider(provider: str) -> str:
-    return next(n for n in NAMES if n != provider)
+    return next(n for n in Platform if n != provider)
 
 
 def assert_clean(text_: str, secrets_: set[str], where: str) -> None:
@@ -269,7 +269,7 @@ def assert_clean(text_: str, secrets_: set[str], where: str) -> None:
 # -- the end-to-end test ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("provider", NAMES)
+@pytest.mark.parametrize("provider", Platform)
 async def test_end_to_end(
     provider: str, driver: Driver, all_logs: pytest.LogCaptureFixture
 ) -> None:

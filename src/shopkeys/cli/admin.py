@@ -20,6 +20,7 @@ from shopkeys.cli.common import (
     out,
     runtime,
 )
+from shopkeys.config import credential_variables
 from shopkeys.crypto import (
     FOLLOW_EVERY,
     KEY_FILE_NAME,
@@ -29,8 +30,9 @@ from shopkeys.crypto import (
     write_key_file,
 )
 from shopkeys.errors import ConfigurationError
-from shopkeys.providers import NAMES, get
-from shopkeys.store.database import create_engine, database_url, pending_migrations, upgrade
+from shopkeys.providers import get
+from shopkeys.runtime import database_url_of
+from shopkeys.store.database import create_engine, pending_migrations, upgrade
 from shopkeys.store.vault import Vault
 
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
@@ -67,10 +69,10 @@ async def rotate(
             # The new ring is saved before any row uses it, so a crash loses nothing.
             write_key_file(loaded.path, ring)
         rt.vault.keys = ring
-        total = await rt.vault.count()
+        total = await rt.vault.connections.count()
         with Progress(console=err, transient=False) as progress:
             task = progress.add_task("re-encrypting tokens", total=max(total, 1))
-            changed = await rt.vault.reencrypt(
+            changed = await rt.vault.connections.reencrypt(
                 lambda done, _total: progress.update(task, completed=done)
             )
             progress.update(task, completed=max(total, 1))
@@ -210,8 +212,7 @@ async def apikey_revoke(key_id: str = typer.Argument(..., help="The key's id or 
 async def db_upgrade() -> None:
     """Apply the database migrations."""
     settings = load_settings()
-    configured = settings.database_url.get_secret_value() if settings.database_url else None
-    engine = create_engine(database_url(configured, settings.data_dir))
+    engine = create_engine(database_url_of(settings))
     try:
         before = await pending_migrations(engine)
         await upgrade(engine)
@@ -250,41 +251,31 @@ async def doctor() -> None:
         if public.startswith("http://")
         else "",
     )
-    for name in NAMES:
-        cls = get(name)
-        credentials = settings.credentials(name)
-        if credentials is None:
-            row(cls.display_name, None, "not configured", _credential_hint(name))
+    for config in settings.platforms():
+        cls = get(config.platform)
+        if config.credentials is None:
+            variables = ", ".join(credential_variables(config.platform))
+            row(cls.display_name, None, "not configured", f"set {variables}")
             continue
         try:
-            provider = cls(
-                credentials,
-                hosts=settings.hosts(name, cls.default_hosts),
-                region=settings.region(name),
-            )
+            provider = cls(config.credentials, hosts=config.hosts, region=config.region)
         except ConfigurationError as exc:
             row(
                 cls.display_name,
                 False,
                 escape(str(exc)),
-                f"fix the SHOPKEYS_{name.upper()}_ settings",
+                f"fix the SHOPKEYS_{config.platform.value.upper()}_ settings",
             )
             continue
         problem = provider.authorization_problem()
         if problem is not None:
             row(cls.display_name, False, "cannot connect stores", escape(problem))
             continue
-        row(
-            cls.display_name,
-            True,
-            "configured",
-            f"register redirect URI {settings.redirect_uri(name)}",
-        )
-    configured = settings.database_url.get_secret_value() if settings.database_url else None
+        row(cls.display_name, True, "configured", f"register redirect URI {config.redirect_uri}")
     database_error: str | None = None
     usage: dict[str, int] | None = None
     try:
-        url = database_url(configured, settings.data_dir)
+        url = database_url_of(settings)
         engine = create_engine(url)
         try:
             pending = await pending_migrations(engine)
@@ -372,12 +363,3 @@ def _key_usage(usage: dict[str, int], ring: KeyRing | None) -> tuple[bool | None
     if unused:
         return True, result, f"`shopkeys keys retire {unused[0]}` removes an unused key"
     return (None if ring is None else True), result, ""
-
-
-def _credential_hint(name: str) -> str:
-    prefix = f"SHOPKEYS_{name.upper()}_"
-    if name == "tiktok_shop":
-        return f"set {prefix}APP_KEY, {prefix}APP_SECRET and {prefix}SERVICE_ID"
-    if name == "aliexpress":
-        return f"set {prefix}APP_KEY and {prefix}APP_SECRET"
-    return f"set {prefix}CLIENT_ID and {prefix}CLIENT_SECRET"

@@ -18,10 +18,10 @@ from shopkeys.cli.common import command, err, fail, humanize_until, out, runtime
 from shopkeys.errors import ProviderError
 from shopkeys.grant import Grant
 from shopkeys.importing import ImportRefused, import_grant
-from shopkeys.providers import NAMES
+from shopkeys.platform import Platform
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
+from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.records import STATUSES
-from shopkeys.store.vault import EndUserConflict
 
 #: Seconds between looks at the database while `connect` waits (tests make it shorter).
 POLL_INTERVAL = 1.0
@@ -49,8 +49,8 @@ def _check_end_user(value: str | None) -> str | None:
 
 
 def _check_provider(name: str) -> str:
-    if name not in NAMES:
-        fail(f"unknown platform {name!r}; choose one of {', '.join(NAMES)}")
+    if not Platform.known(name):
+        fail(f"unknown platform {name!r}; choose one of {', '.join(Platform)}")
     return name
 
 
@@ -75,9 +75,9 @@ async def connect(
         deadline = time.monotonic() + wait
         with out.status("Waiting for the merchant to authorize...", spinner="dots"):
             while True:
-                session = await rt.vault.auth_session(link.session_id)
+                session = await rt.vault.sessions.get(link.session_id)
                 if session is not None and session.connection_id:
-                    connection = await rt.vault.get(session.connection_id)
+                    connection = await rt.vault.connections.get(session.connection_id)
                     if connection is not None:
                         out.print(
                             f"[green]connected[/green] "
@@ -107,7 +107,7 @@ async def list_(
     if status is not None and status not in STATUSES:
         fail(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
     async with runtime() as rt:
-        rows = await rt.vault.list_connections(
+        rows = await rt.vault.connections.find(
             provider=provider, status=status, end_user_id=end_user, limit=limit
         )
         now = rt.clock()
@@ -137,10 +137,10 @@ async def list_(
 async def show(connection_id: str = typer.Argument(...)) -> None:
     """Show one connection (no tokens) and its recent events."""
     async with runtime() as rt:
-        connection = await rt.vault.get(connection_id)
+        connection = await rt.vault.connections.get(connection_id)
         if connection is None:
             fail(f"no connection {connection_id}")
-        events = await rt.vault.events(connection_id, limit=10)
+        events = await rt.vault.events.recent(connection_id, limit=10)
         now = rt.clock()
     table = Table(show_header=False)
     table.add_column(style="bold")
@@ -195,7 +195,7 @@ async def refresh(
         if connection_id:
             ids = [connection_id]
         else:
-            ids = [c.id for c in await rt.vault.list_connections(status="active", limit=100_000)]
+            ids = [c.id for c in await rt.vault.connections.find(status="active", limit=100_000)]
         failures = 0
         for cid in ids:
             try:
@@ -237,7 +237,7 @@ async def claim(
     async with runtime() as rt:
         try:
             # Releasing names nobody to hand it to, so it is always an operator's deliberate act.
-            connection = await rt.vault.set_end_user(
+            connection = await rt.vault.connections.set_end_user(
                 connection_id, end_user, force=replace or release
             )
         except EndUserConflict:
@@ -257,7 +257,7 @@ async def disconnect(
     if not yes:
         typer.confirm(f"Delete {connection_id} and its tokens?", abort=True)
     async with runtime() as rt:
-        if await rt.vault.delete(connection_id) is None:
+        if await rt.vault.connections.delete(connection_id) is None:
             fail(f"no connection {connection_id}")
     out.print(f"deleted {connection_id}")
 

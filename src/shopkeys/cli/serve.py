@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
 from rich.panel import Panel
 
-from shopkeys.cli.common import err, fail, load_settings, out
+from shopkeys.cli.common import fail, load_settings, out
 from shopkeys.config import Settings
 from shopkeys.errors import ConfigurationError
-from shopkeys.providers import NAMES
 from shopkeys.redact import guard_logs
 from shopkeys.runtime import build_providers
 from shopkeys.web.pages import HOME_END_USER
+from shopkeys.web.request_log import configure_logging
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 SANDBOX_KEY_FILE = "sandbox-api-key"
 
@@ -40,6 +45,35 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def service_app(
+    settings: Settings, *, sandbox: bool = False, sandbox_api_key: str | None = None
+) -> FastAPI:
+    """The service as `shopkeys serve` runs it. With `sandbox`, the four simulators are served
+    under `/sandbox/...` and every platform points at them: no credentials, no internet."""
+    from shopkeys.sandbox import build_sandbox, point_at_sandbox
+    from shopkeys.web import create_app
+
+    if not sandbox:
+        return create_app(settings, sandbox_api_key=sandbox_api_key)
+    settings = point_at_sandbox(settings)
+    return create_app(settings, sandbox=build_sandbox(settings), sandbox_api_key=sandbox_api_key)
+
+
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    """How `shopkeys serve` runs uvicorn (tests run the app with the same options)."""
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": True,
+        # The request log (web/request_log.py) replaces uvicorn's access log, and the handler
+        # `configure_logging` installed writes uvicorn's own records: uvicorn must not install
+        # handlers of its own, which would bypass both the format and the redaction.
+        "access_log": False,
+        "log_config": None,
+    }
+
+
 def serve(
     sandbox: bool = typer.Option(
         False, "--sandbox", help="Serve the four platform simulators too, and use them."
@@ -48,8 +82,6 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
     """Serve the API, the connect pages and the OAuth callbacks."""
-    from shopkeys.web import create_app
-
     settings = load_settings()
     if "public_url" not in settings.model_fields_set:
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -61,8 +93,8 @@ def serve(
     except ConfigurationError as exc:
         fail(str(exc))
     key = sandbox_api_key(settings) if sandbox else None
-    app = create_app(settings, sandbox=sandbox, sandbox_api_key=key)
-    configured = [n for n in NAMES if settings.credentials(n)]
+    app = service_app(settings, sandbox=sandbox, sandbox_api_key=key)
+    configured = [c for c in settings.platforms() if c.configured]
     if sandbox:
         out.print(
             Panel.fit(
@@ -80,14 +112,16 @@ def serve(
             soft_wrap=True,
             markup=False,
         )
-    elif not configured:
-        err.print(
-            "[yellow]warning:[/yellow] no platform has credentials; set them (see "
-            "`shopkeys doctor`) or run `shopkeys serve --sandbox`."
-        )
     guard_logs()
+    configure_logging(settings.log_format)
+    if not sandbox and not configured:
+        # A log line, so a JSON log stays all JSON.
+        logging.getLogger("shopkeys").warning(
+            "no platform has credentials; set them (see `shopkeys doctor`) or run "
+            "`shopkeys serve --sandbox`"
+        )
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+        uvicorn.run(app, **uvicorn_options(host, port))
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
 

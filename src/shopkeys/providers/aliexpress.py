@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import httpx2
 
+from shopkeys.credentials import CredentialNames
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -29,6 +30,7 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant, Shop
+from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, Provider
 
 TOKEN_CREATE = "/auth/token/create"
@@ -89,7 +91,8 @@ def ban_seconds(message: str) -> float | None:
 class AliExpress(Provider):
     """AliExpress sellers through the Open Platform (api-sg.aliexpress.com)."""
 
-    name: ClassVar[str] = "aliexpress"
+    name: ClassVar[Platform] = Platform.ALIEXPRESS
+    credential_names: ClassVar[CredentialNames] = CredentialNames("app_key", "app_secret")
     display_name: ClassVar[str] = "AliExpress"
     account_id_hint: ClassVar[str | None] = "the seller id"
     default_hosts: ClassVar[Mapping[str, str]] = {
@@ -326,3 +329,7 @@ def _expiry(body: Fields, absolute: str, relative: str, now: datetime) -> dateti
     if life is not None:
         return now + life
     return None
+
+
+#: The class `shopkeys.providers.get` finds for this platform.
+PROVIDER = AliExpress

@@ -26,7 +26,7 @@ from shopkeys.clock import (
     utc_now,
     within_lifetime,
 )
-from shopkeys.credentials import AppCredentials
+from shopkeys.credentials import AppCredentials, CredentialNames
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -39,6 +39,7 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant
+from shopkeys.platform import Platform
 from shopkeys.redact import guard_logs, redact
 
 guard_logs()
@@ -72,8 +73,10 @@ RAW_DEPTH = 16
 class Provider(ABC):
     """One platform's OAuth protocol: authorize, exchange, refresh, identify, sign, verify."""
 
-    name: ClassVar[str]
+    name: ClassVar[Platform]
     display_name: ClassVar[str]
+    #: What the platform calls the app's credentials; the settings carry these names.
+    credential_names: ClassVar[CredentialNames] = CredentialNames()
     #: The real platform's hosts, by role; a configured base URL replaces all of them.
     default_hosts: ClassVar[Mapping[str, str]]
     #: Hosts that differ by the seller's region, by region name and then by role.

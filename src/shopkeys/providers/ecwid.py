@@ -40,6 +40,7 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant, Shop
+from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, parse_json, retry_after_seconds, split_scopes
 from shopkeys.providers.oauth2 import ERROR_CLASSES as OAUTH_ERROR_CLASSES
 from shopkeys.providers.oauth2 import OAuth2Provider
@@ -110,7 +111,7 @@ def error_class(code: str | None, status: int) -> type[ProviderError]:
 class Ecwid(OAuth2Provider):
     """Ecwid's OAuth flow, store profile lookup, REST error classification and webhooks."""
 
-    name: ClassVar[str] = "ecwid"
+    name: ClassVar[Platform] = Platform.ECWID
     display_name: ClassVar[str] = "Ecwid"
     account_id_hint: ClassVar[str | None] = "the store id"
     default_hosts: ClassVar[Mapping[str, str]] = {
@@ -348,3 +349,7 @@ def _is_json_object(response: httpx2.Response) -> bool:
 def _optional_object(fields: Fields, key: str) -> Fields | None:
     """A nested object that a narrowed profile (`responseFields`) may leave out."""
     return fields.object(key) if fields.get(key) is not None else None
+
+
+#: The class `shopkeys.providers.get` finds for this platform.
+PROVIDER = Ecwid

@@ -25,6 +25,7 @@ from shopkeys.errors import (
     RequestRejected,
 )
 from shopkeys.grant import Account, Grant, Shop
+from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, media_type, parse_json, split_scopes
 from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
 
@@ -59,7 +60,7 @@ SHOPLINE_ERROR_CLASSES: Mapping[str, type[ProviderError]] = {
 class Shopline(OAuth2Provider):
     """SHOPLINE Open API apps: authorization code grant, rotating refresh tokens, token info."""
 
-    name: ClassVar[str] = "shopline"
+    name: ClassVar[Platform] = Platform.SHOPLINE
     display_name: ClassVar[str] = "SHOPLINE"
     default_hosts: ClassVar[Mapping[str, str]] = {
         "auth": "https://developers.shoplineapp.com",
@@ -321,3 +322,7 @@ def _scopes(body: Fields) -> list[str]:
             endpoint=body.endpoint,
         )
     return split_scopes(value)
+
+
+#: The class `shopkeys.providers.get` finds for this platform.
+PROVIDER = Shopline

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 import httpx2
 
+from shopkeys.credentials import CredentialNames
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -36,6 +37,7 @@ from shopkeys.errors import (
     TemporaryFailure,
 )
 from shopkeys.grant import Account, Grant, Shop
+from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, Provider, retry_after_seconds
 
 #: Query parameters that never enter the signature.
@@ -131,7 +133,10 @@ def signs_body(method: str, content_type: str | None) -> bool:
 class TikTokShop(Provider):
     """TikTok Shop (auth v2, API version 202309)."""
 
-    name: ClassVar[str] = "tiktok_shop"
+    name: ClassVar[Platform] = Platform.TIKTOK_SHOP
+    credential_names: ClassVar[CredentialNames] = CredentialNames(
+        "app_key", "app_secret", service_id="service_id"
+    )
     display_name: ClassVar[str] = "TikTok Shop"
     account_id_hint: ClassVar[str | None] = "the seller's open_id"
     default_hosts: ClassVar[Mapping[str, str]] = {
@@ -392,3 +397,7 @@ class TikTokShop(Provider):
 def _looks_json(response: httpx2.Response) -> bool:
     content_type = response.headers.get("content-type", "")
     return "json" in content_type or response.content.lstrip()[:1] == b"{"
+
+
+#: The class `shopkeys.providers.get` finds for this platform.
+PROVIDER = TikTokShop

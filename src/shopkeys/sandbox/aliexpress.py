@@ -373,3 +373,7 @@ def _millis(moment: datetime) -> int:
 def _alnum(count: int) -> str:
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(count))
+
+
+#: The class the sandbox serves for this platform.
+SIMULATOR = AliExpressSimulator

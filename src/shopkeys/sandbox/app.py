@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
 
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from shopkeys.config import Settings
-from shopkeys.providers import NAMES
+from shopkeys.credentials import AppCredentials
+from shopkeys.platform import Platform
 from shopkeys.sandbox.core import Lifetimes, SandboxClock, SimulatedApp, Simulator
 
 MOUNT_PREFIX = "/sandbox"
@@ -24,25 +23,17 @@ DEMO_CREDENTIALS: dict[str, tuple[str, str, str | None]] = {
     "ecwid": ("sandbox-ecwid-client", "sandbox-ecwid-client-secret", None),
 }
 
-_CLASSES = {
-    "aliexpress": "AliExpressSimulator",
-    "tiktok_shop": "TikTokShopSimulator",
-    "shopline": "ShoplineSimulator",
-    "ecwid": "EcwidSimulator",
-}
-
 
 def simulator_class(provider: str) -> type[Simulator]:
-    """The simulator class for `provider`."""
-    cls: type[Simulator] = getattr(
-        import_module(f"shopkeys.sandbox.{provider}"), _CLASSES[provider]
-    )
+    """The simulator class for `provider`: each platform's module names its own."""
+    cls: type[Simulator] = import_module(f"shopkeys.sandbox.{Platform.parse(provider)}").SIMULATOR
     return cls
 
 
 def simulated_app(settings: Settings, provider: str) -> SimulatedApp:
     """The app a simulator accepts: shopkeys' configured credentials, else the demo ones."""
-    configured = settings.credentials(provider)
+    config = settings.platform(provider)
+    configured = config.credentials
     demo_id, demo_secret, demo_service = DEMO_CREDENTIALS[provider]
     if configured is not None:
         client_id, secret = configured.client_id, configured.client_secret
@@ -52,7 +43,7 @@ def simulated_app(settings: Settings, provider: str) -> SimulatedApp:
     return SimulatedApp(
         client_id=client_id,
         client_secret=secret,
-        redirect_uri=settings.redirect_uri(provider),
+        redirect_uri=config.redirect_uri,
         service_id=service_id,
     )
 
@@ -68,12 +59,20 @@ class Sandbox:
         for simulator in self.simulators.values():
             simulator.reset()
 
+    def app_market_paths(self) -> dict[str, str]:
+        """Platform name to the path of its simulated app market, where it has one."""
+        return {
+            name: f"{MOUNT_PREFIX}/{name}{path}"
+            for name, simulator in self.simulators.items()
+            if (path := simulator.app_market_path)
+        }
+
 
 def build_sandbox(settings: Settings | None = None, *, seed: int = 0) -> Sandbox:
     """One simulator per platform, mounted under `/sandbox/{provider}` of one Starlette app."""
     settings = settings or Settings()
     simulators: dict[str, Simulator] = {}
-    for provider in NAMES:
+    for provider in Platform:
         cls = simulator_class(provider)
         simulators[provider] = cls(
             simulated_app(settings, provider),
@@ -102,7 +101,7 @@ def _lifetimes(settings: Settings, real: Lifetimes) -> Lifetimes:
 def base_urls(public_url: str) -> dict[str, str]:
     """Where each simulator is served below `public_url`."""
     root = public_url.rstrip("/")
-    return {name: f"{root}{MOUNT_PREFIX}/{name}" for name in NAMES}
+    return {name: f"{root}{MOUNT_PREFIX}/{name}" for name in Platform}
 
 
 def point_at_sandbox(settings: Settings) -> Settings:
@@ -111,20 +110,11 @@ def point_at_sandbox(settings: Settings) -> Settings:
     Platforms without credentials get the demo ones; every platform's base URL becomes its
     simulator's mount, so the real provider code talks to the simulators over HTTP.
     """
-    updates: dict[str, Any] = {}
     urls = base_urls(settings.public_url)
-    for name in NAMES:
-        updates[f"{name}_base_url"] = urls[name]
-        if settings.credentials(name) is not None:
-            continue
-        client_id, secret, service_id = DEMO_CREDENTIALS[name]
-        id_field, secret_field = (
-            ("app_key", "app_secret")
-            if name in ("aliexpress", "tiktok_shop")
-            else ("client_id", "client_secret")
-        )
-        updates[f"{name}_{id_field}"] = client_id
-        updates[f"{name}_{secret_field}"] = SecretStr(secret)
-        if service_id:
-            updates[f"{name}_service_id"] = service_id
-    return settings.model_copy(update=updates)
+    for name in Platform:
+        demo = None
+        if not settings.platform(name).configured:
+            client_id, secret, service_id = DEMO_CREDENTIALS[name]
+            demo = AppCredentials(client_id, secret, service_id=service_id)
+        settings = settings.with_platform(name, base_url=urls[name], credentials=demo)
+    return settings

@@ -501,3 +501,7 @@ class EcwidSimulator(Simulator):
             self.app.client_secret, event["eventCreated"], str(event["eventId"])
         )
         return {"Content-Type": "application/json", SIGNATURE_HEADER: sig}, body
+
+
+#: The class the sandbox serves for this platform.
+SIMULATOR = EcwidSimulator

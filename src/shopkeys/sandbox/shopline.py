@@ -430,3 +430,7 @@ def _redirect_error(redirect_uri: str, code: str, state: str | None) -> Redirect
     if state:
         params["state"] = state
     return RedirectResponse(with_query(redirect_uri, params), status_code=302)
+
+
+#: The class the sandbox serves for this platform.
+SIMULATOR = ShoplineSimulator

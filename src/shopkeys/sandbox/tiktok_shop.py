@@ -350,3 +350,7 @@ class TikTokShopSimulator(Simulator):
 
     def _request_id(self) -> str:
         return self.clock().strftime("%Y%m%d%H%M%S") + secrets.token_hex(9).upper()
+
+
+#: The class the sandbox serves for this platform.
+SIMULATOR = TikTokShopSimulator

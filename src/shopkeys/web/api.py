@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from shopkeys.grant import Grant
 from shopkeys.importing import ImportRefused, import_grant
-from shopkeys.providers import NAMES
+from shopkeys.platform import Platform
 from shopkeys.runtime import Runtime
+from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.records import ApiKey
-from shopkeys.store.vault import EndUserConflict
 from shopkeys.web.errors import ApiError, responses
 from shopkeys.web.hot_path import render
 from shopkeys.web.schemas import (
@@ -39,12 +39,13 @@ RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 @health_router.get("/healthz", tags=["service"], response_model=Health)
 async def healthz(runtime: RuntimeDep) -> Health:
     """Liveness and readiness: the database answers."""
-    await runtime.vault.count()
+    await runtime.vault.connections.count()
     return Health(
         status="ok",
         database="ok",
         providers={
-            name: "configured" if name in runtime.providers else "not configured" for name in NAMES
+            name: "configured" if name in runtime.providers else "not configured"
+            for name in Platform
         },
     )
 
@@ -75,9 +76,7 @@ async def create_connect_session(
 async def list_connections(
     runtime: RuntimeDep,
     _key: Reader,
-    provider: Annotated[
-        Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"] | None, Query()
-    ] = None,
+    provider: Annotated[Platform | None, Query()] = None,
     end_user_id: str | None = None,
     status: Literal["active", "needs_reauth", "revoked"] | None = None,
     claimed: Annotated[
@@ -88,7 +87,7 @@ async def list_connections(
     after: Annotated[str | None, Query(description="The last id of the previous page")] = None,
 ) -> ConnectionPage:
     """Connections in id order, filtered, a page at a time."""
-    rows = await runtime.vault.list_connections(
+    rows = await runtime.vault.connections.find(
         provider=provider,
         end_user_id=end_user_id,
         status=status,
@@ -111,12 +110,12 @@ async def token_for_end_user(
     runtime: RuntimeDep,
     _key: Reader,
     end_user_id: Annotated[str, Query(min_length=1, max_length=255)],
-    provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"] | None = None,
+    provider: Platform | None = None,
 ) -> Response:
     """The token of the end user's current connection: the store they connected most recently
     (on `provider`, if given). 409 when that store needs the merchant again: an older store is
     never served in its place."""
-    current = await runtime.vault.current_connection(end_user_id, provider)
+    current = await runtime.vault.connections.current(end_user_id, provider)
     if current is None:
         raise ApiError(404, "not_found", "that end user has no connection here")
     token = await runtime.tokens.fresh_token(current.id)
@@ -167,7 +166,7 @@ async def import_connection(
 )
 async def get_connection(connection_id: str, runtime: RuntimeDep, _key: Reader) -> ConnectionOut:
     """One connection, without its tokens."""
-    connection = await runtime.vault.get(connection_id)
+    connection = await runtime.vault.connections.get(connection_id)
     if connection is None:
         raise ApiError(404, "not_found", f"no connection {connection_id}")
     return ConnectionOut.of(connection)
@@ -188,7 +187,7 @@ async def update_connection(
     names its current end user (409 `already_claimed` otherwise).
     """
     try:
-        connection = await runtime.vault.set_end_user(
+        connection = await runtime.vault.connections.set_end_user(
             connection_id, body.end_user_id, expected=body.expected_end_user_id
         )
     except EndUserConflict:
@@ -211,7 +210,7 @@ async def update_connection(
 )
 async def delete_connection(connection_id: str, runtime: RuntimeDep, _key: Admin) -> Response:
     """Forget a connection and its tokens (the platform's authorization is left as it is)."""
-    if await runtime.vault.delete(connection_id) is None:
+    if await runtime.vault.connections.delete(connection_id) is None:
         raise ApiError(404, "not_found", f"no connection {connection_id}")
     return Response(status_code=204)
 
@@ -229,7 +228,7 @@ async def refresh_connection(connection_id: str, runtime: RuntimeDep, _key: Admi
     without a refresh token); 409 `needs_reauth` when the platform says the grant is dead.
     """
     await runtime.tokens.refresh(connection_id)
-    connection = await runtime.vault.get(connection_id)
+    connection = await runtime.vault.connections.get(connection_id)
     if connection is None:
         raise ApiError(404, "not_found", f"no connection {connection_id}")
     return ConnectionOut.of(connection)
@@ -248,4 +247,4 @@ async def connection_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[EventOut]:
     """What happened to the connection, newest first."""
-    return [EventOut.of(e) for e in await runtime.vault.events(connection_id, limit=limit)]
+    return [EventOut.of(e) for e in await runtime.vault.events.recent(connection_id, limit=limit)]

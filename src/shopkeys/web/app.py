@@ -8,12 +8,13 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,12 +28,13 @@ from shopkeys.errors import NotSupported, ProviderError
 from shopkeys.redact import guard_logs
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.runtime import open_runtime
-from shopkeys.sandbox import Sandbox, build_sandbox, point_at_sandbox
-from shopkeys.store.vault import VersionConflict
+from shopkeys.store.repository import VersionConflict
 from shopkeys.web import api, hot_path, pages
 from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.limits import RequestLimits
+from shopkeys.web.pages import SimulatedPlatforms
 from shopkeys.web.problems import problem_response
+from shopkeys.web.request_log import RequestLog
 from shopkeys.web.schemas import ErrorResponse, TokenOut
 from shopkeys.web.security import API_PREFIX, ApiKeyGate
 
@@ -41,20 +43,24 @@ SANDBOX_KEY_NAME = "sandbox"
 log = logging.getLogger("shopkeys.web")
 
 
+class MountedSandbox(SimulatedPlatforms, Protocol):
+    """The simulators served beside the service (`shopkeys serve --sandbox` builds them)."""
+
+    @property
+    def app(self) -> Starlette: ...
+
+
 def create_app(
     settings: Settings | None = None,
     *,
-    sandbox: bool = False,
+    sandbox: MountedSandbox | None = None,
     sandbox_api_key: str | None = None,
     clock: Clock = utc_now,
 ) -> FastAPI:
-    """The service. With `sandbox`, the four simulators are mounted under `/sandbox/...` and every
-    platform points at them, so it works with no credentials and no internet."""
+    """The service. With `sandbox`, its simulators are served too, under their own paths; the
+    settings must already point the platforms at them. `sandbox_api_key` is an API key to accept
+    from the start."""
     settings = settings or Settings()
-    simulators: Sandbox | None = None
-    if sandbox:
-        settings = point_at_sandbox(settings)
-        simulators = build_sandbox(settings)
     guard_logs()
 
     @asynccontextmanager
@@ -91,17 +97,19 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.sandbox = simulators
+    app.state.sandbox = sandbox
     app.add_middleware(ApiKeyGate)
     # Outermost: nothing, not even the key check, sees a request these limits refuse.
     app.add_middleware(RequestLimits)
+    # Outside even those: a request they refuse is logged too (web/request_log.py).
+    app.add_middleware(RequestLog)
     # The hot path goes first so FastAPI's `/v1/connections/{id}` routes never shadow it.
     app.router.routes.insert(0, Route(hot_path.PATH, hot_path.token_endpoint, methods=["GET"]))
     app.include_router(api.health_router)
     app.include_router(api.router)
     app.include_router(pages.router)
-    if simulators is not None:
-        app.router.routes.extend(simulators.app.routes)
+    if sandbox is not None:
+        app.router.routes.extend(sandbox.app.routes)
 
     for kind in (
         ApiError,

@@ -6,7 +6,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
@@ -20,8 +20,8 @@ from shopkeys.connect import (
     ConnectError,
     NeedsConfirmation,
 )
-from shopkeys.providers import NAMES, get
-from shopkeys.sandbox.app import MOUNT_PREFIX
+from shopkeys.platform import Platform
+from shopkeys.providers import get
 from shopkeys.store.records import Connection
 from shopkeys.web.security import runtime_of
 
@@ -40,13 +40,13 @@ HOME_END_USER = "sandbox-user"
 async def home(request: Request) -> Response:
     runtime = runtime_of(request)
     platforms = [
-        {"name": n, "display_name": get(n).display_name, "configured": n in runtime.providers}
-        for n in NAMES
+        {"name": p, "display_name": get(p).display_name, "configured": p in runtime.providers}
+        for p in Platform
     ]
     sandbox = request.app.state.sandbox is not None
     # This page has no login: outside the sandbox it must not list the merchants' stores (the
     # operator's dashboard, behind authentication, is a separate piece).
-    connections = await runtime.vault.list_connections(limit=100) if sandbox else []
+    connections = await runtime.vault.connections.find(limit=100) if sandbox else []
     return templates.TemplateResponse(
         request,
         "home.html",
@@ -59,15 +59,23 @@ async def home(request: Request) -> Response:
     )
 
 
+class SimulatedPlatforms(Protocol):
+    """The sandbox as the pages see it: the web layer links to it but does not import it."""
+
+    def app_market_paths(self) -> Mapping[str, str]:
+        """Platform name to the path of its simulated app market, where it has one."""
+        ...
+
+
 def _app_markets(request: Request, configured: Mapping[str, object]) -> list[dict[str, str]]:
     """The sandbox's simulated app markets, for platforms that send installs straight to us."""
-    sandbox = request.app.state.sandbox
+    sandbox: SimulatedPlatforms | None = request.app.state.sandbox
     if sandbox is None:
         return []
     return [
-        {"display_name": simulator.display_name, "url": f"{MOUNT_PREFIX}/{name}{path}"}
-        for name, simulator in sandbox.simulators.items()
-        if (path := simulator.app_market_path) and name in configured
+        {"display_name": get(name).display_name, "url": path}
+        for name, path in sandbox.app_market_paths().items()
+        if name in configured
     ]
 
 
@@ -121,7 +129,7 @@ async def open_connect_link(request: Request) -> Response:
 async def oauth_callback(request: Request, provider: str) -> Response:
     """Where the platform sends the merchant back: complete the connection, or explain why not."""
     runtime = runtime_of(request)
-    if provider not in NAMES:
+    if not Platform.known(provider):
         return _result(request, 404, "Unknown platform", "There is no such platform here.")
     try:
         done = await runtime.connect.complete(
@@ -197,7 +205,9 @@ def _connected(request: Request, done: Completed) -> Response:
         done.connection.id,
     )
     if done.session is None:
-        return _installed(request, done.connection, runtime.settings.install_return_url(provider))
+        return _installed(
+            request, done.connection, runtime.settings.platform(provider).install_return_url
+        )
     return_to = runtime.connect.safe_return_to(done.session.return_to)
     if return_to:
         target = _with_query(return_to, {"connection_id": done.connection.id})

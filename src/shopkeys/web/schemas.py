@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from shopkeys.platform import Platform
 from shopkeys.providers.base import CREDENTIAL_CHARACTERS, MAX_CREDENTIAL
 from shopkeys.store.records import Connection, Event
 
@@ -89,7 +90,7 @@ Credential = Annotated[
 
 
 class ConnectSessionRequest(RequestModel):
-    provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"]
+    provider: Platform
     end_user_id: str = Field(min_length=1, max_length=255, description="Your id for the merchant")
     return_to: str | None = Field(
         default=None,
@@ -108,7 +109,7 @@ class ConnectionOut(BaseModel):
     """A connection, without its tokens."""
 
     id: str
-    provider: str
+    provider: Platform
     account_id: str
     account_name: str | None
     end_user_id: str | None
@@ -146,7 +147,7 @@ class ConnectionPage(BaseModel):
 class TokenOut(BaseModel):
     access_token: str
     expires_at: datetime | None = Field(description="null: the token does not expire")
-    provider: str
+    provider: Platform
     account_id: str
     connection_id: str
     public_token: str | None = Field(
@@ -159,7 +160,7 @@ class TokenOut(BaseModel):
 class ImportRequest(RequestModel):
     """A token obtained elsewhere (AliExpress's Token Query Tool, a previous system)."""
 
-    provider: Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"]
+    provider: Platform
     access_token: Credential
     refresh_token: Credential | None = None
     access_expires_at: Instant | None = Field(
