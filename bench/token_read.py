@@ -131,7 +131,7 @@ async def seed(data_dir: Path, keys: str, count: int, batch: int) -> Seeded:
                 account_name=f"Bench store {i}",
             )
             account = Account(account_id=grant.account_id, name=grant.account_name)
-            connection, _ = await runtime.vault.upsert_connection(
+            connection, _ = await runtime.vault.connections.upsert(
                 grant, account, end_user_id=f"user-{i}"
             )
             return connection.id

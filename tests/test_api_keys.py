@@ -56,14 +56,14 @@ async def test_many_waiters_share_one_database_look_up(database_url: str, tmp_pa
         record, value = await service.api_keys.create("app")
         cold = ApiKeys(service.vault)
         looked_up = 0
-        original = service.vault.api_key_by_hash
+        original = service.vault.api_keys.by_hash
 
         async def counting(digest: str):  # type: ignore[no-untyped-def]
             nonlocal looked_up
             looked_up += 1
             return await original(digest)
 
-        service.vault.api_key_by_hash = counting  # type: ignore[method-assign]
+        service.vault.api_keys.by_hash = counting  # type: ignore[method-assign]
         results = await asyncio.gather(*(cold.check(value) for _ in range(20)))
         assert results == [record] * 20
         assert looked_up == 1

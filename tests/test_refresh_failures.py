@@ -106,7 +106,7 @@ async def test_a_failed_refresh_stores_no_secret(
         scopes=[],
         account_id="account-1",
     )
-    connection, _ = await runtime.vault.upsert_connection(
+    connection, _ = await runtime.vault.connections.upsert(
         expired, Account("account-1", "Demo"), end_user_id="merchant-1"
     )
 
@@ -117,10 +117,10 @@ async def test_a_failed_refresh_stores_no_secret(
     assert SECRET not in str(caught.value) and REFRESH not in str(caught.value)
 
     # ...and what is stored and shown repeats no secret at all.
-    stored = await runtime.vault.get(connection.id)
+    stored = await runtime.vault.connections.get(connection.id)
     assert stored is not None and stored.last_error
     assert stored.status == ("needs_reauth" if dead else "active")
-    events = await runtime.vault.events(connection.id)
+    events = await runtime.vault.events.recent(connection.id)
     failures = [e for e in events if e.kind in ("refresh_failed", "needs_reauth")]
     assert failures
     for text in [stored.last_error, *(json.dumps(e.detail) for e in failures)]:

@@ -102,7 +102,7 @@ async def test_a_database_hiccup_does_not_end_the_sweeps(database_url: str, tmp_
     cli = await open_runtime(settings, migrate=False)
     sweeps = 0
     swept_after_failure = asyncio.Event()
-    original = service.vault.revoked_api_key_hashes
+    original = service.vault.api_keys.revoked_hashes
 
     async def flaky(since):  # type: ignore[no-untyped-def]
         nonlocal sweeps
@@ -113,7 +113,7 @@ async def test_a_database_hiccup_does_not_end_the_sweeps(database_url: str, tmp_
         swept_after_failure.set()
         return found
 
-    service.vault.revoked_api_key_hashes = flaky  # type: ignore[method-assign]
+    service.vault.api_keys.revoked_hashes = flaky  # type: ignore[method-assign]
     record, value = await cli.api_keys.create("app")
     assert await service.api_keys.check(value) == record
     await cli.api_keys.revoke(record.id)

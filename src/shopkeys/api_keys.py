@@ -54,7 +54,7 @@ class ApiKeys:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         plain = value or KEY_PREFIX + secrets.token_urlsafe(32)
-        record = await self.vault.create_api_key(
+        record = await self.vault.api_keys.create(
             name=name, scope=scope, key_hash=fingerprint(plain), prefix=plain[:10]
         )
         self._known[fingerprint(plain)] = _Known(record, self.clock())
@@ -62,7 +62,7 @@ class ApiKeys:
 
     async def ensure(self, name: str, value: str, scope: str = "admin") -> ApiKey:
         """The key with this value, created if missing (the sandbox's fixed key)."""
-        existing = await self.vault.api_key_by_hash(fingerprint(value))
+        existing = await self.vault.api_keys.by_hash(fingerprint(value))
         if existing is not None and existing.revoked_at is None:
             return existing
         if existing is not None:
@@ -105,7 +105,7 @@ class ApiKeys:
         return pending
 
     async def _fetch(self, digest: str) -> ApiKey | None:
-        record = await self.vault.api_key_by_hash(digest)
+        record = await self.vault.api_keys.by_hash(digest)
         active = record if record is not None and record.revoked_at is None else None
         if len(self._known) > 10_000:
             # Bounded: a flood of random keys must not grow memory without end.
@@ -114,7 +114,7 @@ class ApiKeys:
         return active
 
     async def revoke(self, key_id_or_prefix: str) -> ApiKey | None:
-        record = await self.vault.revoke_api_key(key_id_or_prefix)
+        record = await self.vault.api_keys.revoke(key_id_or_prefix)
         if record is not None:
             self._known = {
                 h: k for h, k in self._known.items() if not (k.key and k.key.id == record.id)
@@ -125,7 +125,7 @@ class ApiKeys:
         """Forget the keys revoked (by any process) since the last sweep; returns how many were
         still trusted from memory."""
         started = self.clock()
-        revoked = await self.vault.revoked_api_key_hashes(self._swept_at - SWEEP_OVERLAP)
+        revoked = await self.vault.api_keys.revoked_hashes(self._swept_at - SWEEP_OVERLAP)
         dropped = 0
         for digest in revoked:
             known = self._known.get(digest)
@@ -148,7 +148,7 @@ class ApiKeys:
                 log.warning("looking for revoked API keys failed; retrying", exc_info=True)
 
     async def list(self) -> list[ApiKey]:
-        return await self.vault.api_keys()
+        return await self.vault.api_keys.all()
 
 
 def allows(key: ApiKey, needed: str) -> bool:

@@ -7,7 +7,7 @@ Nothing is written for a callback that fails.
 
 Platforms with an app market (Ecwid) also send merchants who installed the app there to the
 callback, with a code and no state: shopkeys started no flow for them, so such an install
-connects the store with no end user, for the app to claim (`Vault.set_end_user`).
+connects the store with no end user, for the app to claim (`vault.connections.set_end_user`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from shopkeys.crypto import fingerprint
 from shopkeys.errors import AuthorizationDead, BadCallback, ProviderError, ShopkeysError
 from shopkeys.grant import Account, Grant
 from shopkeys.providers.base import Provider
+from shopkeys.store.auth_sessions import StateProblem
 from shopkeys.store.records import AuthSession, Connection
-from shopkeys.store.vault import StateProblem, Vault
+from shopkeys.store.vault import Vault
 
 STATE_LIFETIME = timedelta(minutes=10)
 SESSION_LIFETIME = timedelta(minutes=30)
@@ -121,7 +122,7 @@ class ConnectFlow:
         return provider
 
     async def _open_session(self, token: str) -> AuthSession:
-        session = await self.vault.auth_session_by_token(fingerprint(token))
+        session = await self.vault.sessions.by_token(fingerprint(token))
         if session is None:
             raise ConnectError("unknown_session", "This connect link is not valid.", 404)
         return session
@@ -145,7 +146,7 @@ class ConnectFlow:
             )
         token = secrets.token_urlsafe(32)
         expires_at = self.clock() + SESSION_LIFETIME
-        session = await self.vault.create_auth_session(
+        session = await self.vault.sessions.create(
             provider=provider,
             end_user_id=end_user_id,
             return_to=return_to,
@@ -174,7 +175,7 @@ class ConnectFlow:
                     "opened: open the link again there to finish.",
                     409,
                 )
-            held = await self.vault.held_grant(session.id)
+            held = await self.vault.sessions.held_grant(session.id)
             if held is not None:
                 provider = self.provider(session.provider)
                 return AwaitingConfirmation(session=session, provider=provider, account=held[1])
@@ -185,7 +186,7 @@ class ConnectFlow:
             raise ConnectError("expired_session", "This connect link has expired.", 410)
         provider = self._ready(self.provider(session.provider))
         state = secrets.token_urlsafe(32)
-        await self.vault.issue_state(
+        await self.vault.sessions.issue_state(
             session.id,
             fingerprint(state),
             now + STATE_LIFETIME,
@@ -206,7 +207,9 @@ class ConnectFlow:
             # The merchant declined (or the platform refused); the state dies with it, but only
             # on its own platform's callback.
             if params.get("state"):
-                await self.vault.consume_state(fingerprint(params["state"]), provider=provider.name)
+                await self.vault.sessions.consume_state(
+                    fingerprint(params["state"]), provider=provider.name
+                )
             raise ConnectError(
                 "declined",
                 f"The authorization was declined on {provider.display_name}.",
@@ -217,19 +220,19 @@ class ConnectFlow:
             if provider.installs_without_state:
                 return await self._install(provider, params)
             raise ConnectError("missing_state", "The callback has no state parameter.", 400)
-        check = await self.vault.consume_state(fingerprint(state), provider=provider.name)
+        check = await self.vault.sessions.consume_state(fingerprint(state), provider=provider.name)
         if check.problem is not None or check.session is None:
             raise _state_error(check.problem)
         session = check.session
         try:
             grant, account = await self._exchange(provider, params)
             if not _same_browser(session, browser):
-                await self.vault.hold_for_confirmation(session.id, grant, account)
+                await self.vault.sessions.hold_for_confirmation(session.id, grant, account)
                 return NeedsConfirmation(session=session, provider=provider)
             return await self._store(session, grant, account)
         except Exception:
             # Whatever failed, the link is not used up: the merchant may open it again.
-            await self.vault.reopen_auth_session(session.id)
+            await self.vault.sessions.reopen(session.id)
             raise
 
     async def confirm(self, token: str, *, browser: str | None, approved: bool) -> Completed | None:
@@ -239,7 +242,7 @@ class ConnectFlow:
         """
         session = await self._open_session(token)
         waiting = session.waiting and _same_browser(session, browser)
-        held = await self.vault.take_held_grant(session.id) if waiting else None
+        held = await self.vault.sessions.take_held_grant(session.id) if waiting else None
         if held is None:
             raise ConnectError(
                 "nothing_to_confirm",
@@ -247,16 +250,16 @@ class ConnectFlow:
                 410,
             )
         if not approved:
-            await self.vault.reopen_auth_session(session.id)
+            await self.vault.sessions.reopen(session.id)
             return None
         grant, account = held
         return await self._store(session, grant, account)
 
     async def _store(self, session: AuthSession, grant: Grant, account: Account) -> Completed:
-        connection, created = await self.vault.upsert_connection(
+        connection, created = await self.vault.connections.upsert(
             grant, account, end_user_id=session.end_user_id
         )
-        await self.vault.complete_auth_session(session.id, connection.id)
+        await self.vault.sessions.complete(session.id, connection.id)
         return Completed(connection=connection, created=created, session=session)
 
     async def _install(self, provider: Provider, params: Mapping[str, str]) -> Completed:
@@ -268,7 +271,7 @@ class ConnectFlow:
         code = params.get("code")
         if not code:
             raise ConnectError("missing_code", "The callback has no authorization code.", 400)
-        marker = await self.vault.record_install(
+        marker = await self.vault.sessions.record_install(
             provider=provider.name,
             code_hash=fingerprint(f"install:{provider.name}:{code}"),
             expires_at=self.clock() + STATE_LIFETIME,
@@ -283,12 +286,12 @@ class ConnectFlow:
             grant, account = await self._exchange(provider, params)
         except ConnectError:
             # Nothing was stored, so nothing a second exchange could disable: let it be retried.
-            await self.vault.forget_install(marker.id)
+            await self.vault.sessions.forget_install(marker.id)
             raise
-        connection, created = await self.vault.upsert_connection(
+        connection, created = await self.vault.connections.upsert(
             grant, account, end_user_id=None, source="app_market"
         )
-        await self.vault.complete_auth_session(marker.id, connection.id)
+        await self.vault.sessions.complete(marker.id, connection.id)
         return Completed(connection=connection, created=created, session=None)
 
     async def _exchange(

@@ -81,7 +81,7 @@ async def import_grant(
         account = Account(account_id=grant.account_id, name=grant.account_name)
     if not account.account_id:
         raise ImportRefused("account_id_required", "send account_id: the platform named no account")
-    return await vault.import_connection(grant, account, end_user_id=end_user_id)
+    return await vault.connections.import_grant(grant, account, end_user_id=end_user_id)
 
 
 async def _identify_refreshed(

@@ -22,20 +22,20 @@ async def _seed(url: str, data_dir: Path) -> None:
     try:
         await db.upgrade(engine)
         vault = Vault(engine, KeyRing.parse(TEST_KEYS), clock=FakeClock())
-        connection, _ = await vault.upsert_connection(
+        connection, _ = await vault.connections.upsert(
             grant(access=ACCESS, refresh=REFRESH), account(), end_user_id="u1"
         )
-        await vault.save_refresh(
+        await vault.connections.save_refresh(
             connection.id, grant(access=ROTATED, refresh=ROTATED + "-r"), used=REFRESH
         )
-        stored = await vault.tokens(connection.id)
+        stored = await vault.connections.tokens(connection.id)
         assert stored is not None and stored.access_token == ROTATED
         # A reconnect with the original tokens, then a key rotation: more ciphertexts written.
-        await vault.upsert_connection(
+        await vault.connections.upsert(
             grant(access=ACCESS, refresh=REFRESH), account(), end_user_id=None
         )
         vault.keys = vault.keys.with_new_primary()
-        assert await vault.reencrypt() == 1
+        assert await vault.connections.reencrypt() == 1
     finally:
         await engine.dispose()
 

@@ -22,11 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import shopkeys.store.vault as vault_module
+import shopkeys.store.connections as connections_module
+import shopkeys.store.repository as repository_module
 from shopkeys.config import Settings
 from shopkeys.runtime import open_runtime
 from shopkeys.store import database as db
-from shopkeys.store.vault import Backoff, Vault, VersionConflict
+from shopkeys.store.repository import Backoff, VersionConflict
+from shopkeys.store.vault import Vault
 from shopkeys.web.problems import problem_response
 from tests.conftest import TEST_KEYS
 from tests.service import test_connect_flow as flow
@@ -64,7 +66,7 @@ def no_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         waits.append(seconds)
         await asyncio.sleep(0)  # let the other writers run, as a real wait would
 
-    monkeypatch.setattr(vault_module, "BACKOFF", Backoff(sleep=sleep, jitter=lambda: 1.0))
+    monkeypatch.setattr(repository_module, "BACKOFF", Backoff(sleep=sleep, jitter=lambda: 1.0))
     return waits
 
 
@@ -143,7 +145,7 @@ async def test_the_data_directory_and_database_files_are_private(tmp_path: Path)
     runtime = await open_runtime(settings)
     try:
         # A write, so that SQLite's -wal and -shm files exist while the engine is open.
-        await runtime.vault.upsert_connection(grant(), account(), end_user_id="u1")
+        await runtime.vault.connections.upsert(grant(), account(), end_user_id="u1")
         files = sorted(p.name for p in data_dir.iterdir() if p.name.startswith(db.SQLITE_FILE))
         assert {"shopkeys.db", "shopkeys.db-wal", "shopkeys.db-shm"} <= set(files)
         assert _mode(data_dir) == 0o700
@@ -185,21 +187,23 @@ async def test_a_refresh_keeps_metadata_it_does_not_replace(vault: Vault) -> Non
     connected = replace(
         grant("tiktok_shop"), raw={"token_type": "Bearer", "shop_region": "GB", "locale": "en"}
     )
-    connection, _ = await vault.upsert_connection(connected, account(), end_user_id="u1")
+    connection, _ = await vault.connections.upsert(connected, account(), end_user_id="u1")
     assert connection.metadata["shop_region"] == "GB"
 
     refreshed = replace(
         grant("tiktok_shop", access="access-2-" + "n" * 24, refresh="refresh-2-" + "m" * 24),
         raw={"token_type": "bearer", "open_id": "o-1"},
     )
-    saved = await vault.save_refresh(connection.id, refreshed, used=connected.refresh_token or "")
+    saved = await vault.connections.save_refresh(
+        connection.id, refreshed, used=connected.refresh_token or ""
+    )
     assert saved.metadata == {
         "token_type": "bearer",  # what the refresh answered replaces what was there
         "open_id": "o-1",
         "shop_region": "GB",
         "locale": "en",
     }
-    assert (await vault.get(connection.id)) == saved
+    assert (await vault.connections.get(connection.id)) == saved
 
 
 async def test_tiktok_shop_region_survives_a_refresh_through_the_sandbox(driver: Driver) -> None:
@@ -225,7 +229,7 @@ async def test_many_concurrent_imports_of_one_account(vault: Vault, no_waits: li
     async def one(n: int) -> str:
         async with limit:
             try:
-                await vault.import_connection(
+                await vault.connections.import_grant(
                     grant(access=f"access-{n:03d}-" + "i" * 24), account(), end_user_id="u1"
                 )
             except VersionConflict:
@@ -236,9 +240,9 @@ async def test_many_concurrent_imports_of_one_account(vault: Vault, no_waits: li
     # On SQLite upserts take the write lock before they read, on PostgreSQL the row lock: they
     # wait their turn, so none conflicts (a conflict would be allowed, anything else is not).
     assert outcomes.count("stored") == 60
-    [row] = await vault.list_connections()
+    [row] = await vault.connections.find()
     assert row.version == 60  # every stored import counted once, none half-written
-    assert len(await vault.events(row.id, limit=100)) == 60
+    assert len(await vault.events.recent(row.id, limit=100)) == 60
 
 
 def _bump_after_read(vault: Vault, times: int) -> list[str]:
@@ -251,7 +255,7 @@ def _bump_after_read(vault: Vault, times: int) -> list[str]:
     import sqlite3
 
     database = str(vault.engine.url.database)
-    original = vault._open
+    original = vault.connections._open
     bumped: list[str] = []
 
     def open_then_bump(row_id: str, field_name: str, value: str) -> str:
@@ -263,7 +267,7 @@ def _bump_after_read(vault: Vault, times: int) -> list[str]:
                 other.execute(bump, (row_id,))
         return plain
 
-    vault._open = open_then_bump  # type: ignore[method-assign]
+    vault.connections._open = open_then_bump  # type: ignore[method-assign]
     return bumped
 
 
@@ -271,13 +275,15 @@ async def test_a_write_outlasts_repeated_conflicts_with_growing_waits(
     sqlite_vault: Vault, no_waits: list[float]
 ) -> None:
     vault = sqlite_vault
-    connection, _ = await vault.upsert_connection(grant(), account(), end_user_id=None)
+    connection, _ = await vault.connections.upsert(grant(), account(), end_user_id=None)
     bumped = _bump_after_read(vault, 7)
     rotated = grant(access="access-2-" + "n" * 24, refresh="refresh-2-" + "m" * 24)
-    saved = await vault.save_refresh(connection.id, rotated, used=grant().refresh_token or "")
+    saved = await vault.connections.save_refresh(
+        connection.id, rotated, used=grant().refresh_token or ""
+    )
     assert len(bumped) == 7
     assert saved.version == 1 + 7 + 1
-    stored = await vault.tokens(connection.id)
+    stored = await vault.connections.tokens(connection.id)
     assert stored is not None and stored.refresh_token == rotated.refresh_token
     # Full jitter (here at its maximum) under a ceiling that doubles, then stays at its cap.
     assert no_waits == [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.2]
@@ -287,13 +293,15 @@ async def test_a_write_that_keeps_conflicting_gives_up_with_version_conflict(
     sqlite_vault: Vault, no_waits: list[float]
 ) -> None:
     vault = sqlite_vault
-    connection, _ = await vault.upsert_connection(grant(), account(), end_user_id=None)
+    connection, _ = await vault.connections.upsert(grant(), account(), end_user_id=None)
     bumped = _bump_after_read(vault, 1000)
     with pytest.raises(VersionConflict):
-        await vault.save_refresh(connection.id, grant(), used=grant().refresh_token or "")
+        await vault.connections.save_refresh(
+            connection.id, grant(), used=grant().refresh_token or ""
+        )
     assert len(bumped) == Backoff().attempts
     assert len(no_waits) == Backoff().attempts - 1
-    stored = await vault.tokens(connection.id)
+    stored = await vault.connections.tokens(connection.id)
     assert stored is not None and stored.connection.last_refreshed_at is None
 
 
@@ -314,8 +322,8 @@ async def test_only_a_unique_key_violation_counts_as_a_lost_insert_race(
         await connection.execute(text(row.format(hash="h1")))
     duplicate = await violation(row.format(hash="h1").replace("key_1", "key_2"))
     missing = await violation("INSERT INTO api_keys (id) VALUES ('key_3')")
-    assert vault_module._lost_insert_race(duplicate)
-    assert not vault_module._lost_insert_race(missing)
+    assert connections_module._lost_insert_race(duplicate)
+    assert not connections_module._lost_insert_race(missing)
 
 
 def test_a_version_conflict_is_a_409_in_the_error_shape() -> None:

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse
 from shopkeys.connect import ConnectError
 from shopkeys.errors import AuthorizationDead, NotSupported, ProviderError, RateLimited
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
-from shopkeys.store.vault import VersionConflict
+from shopkeys.store.repository import VersionConflict
 from shopkeys.web.errors import ApiError, error_response
 
 

@@ -1,0 +1,426 @@
+"""Connections at rest: one row per authorized store, its tokens sealed with the key ring.
+
+Every change writes the event that records it in its own transaction, and every change to a
+connection's tokens or status bumps its `version` and notifies the listeners after the commit
+(the token cache), so nothing serves a token that has been replaced.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shopkeys.grant import Account, Grant
+from shopkeys.store.events import connection_event
+from shopkeys.store.grant_json import shop_json
+from shopkeys.store.records import ACTIVE, NEEDS_REAUTH, Connection, StoredTokens
+from shopkeys.store.repository import Repository, VersionConflict, new_id
+from shopkeys.store.tables import ConnectionRow
+
+TABLE = "connections"
+#: The longest account name the connections table holds.
+ACCOUNT_NAME_LENGTH = 255
+
+
+class EndUserConflict(Exception):
+    """The connection belongs to another end user than the one a change expected."""
+
+
+class ConnectionRepository(Repository):
+    """Storage of connections and their tokens."""
+
+    def _seal_token(self, row_id: str, field_name: str, value: str) -> str:
+        return self._seal(TABLE, row_id, field_name, value)
+
+    def _open(self, row_id: str, field_name: str, value: str) -> str:
+        return self._unseal(TABLE, row_id, field_name, value)
+
+    def _seal_optional(self, row_id: str, field_name: str, value: str | None) -> str | None:
+        return self._seal_token(row_id, field_name, value) if value else None
+
+    def _open_optional(self, row_id: str, field_name: str, value: str | None) -> str | None:
+        return self._open(row_id, field_name, value) if value else None
+
+    def _write_grant(self, row: ConnectionRow, grant: Grant) -> None:
+        row.access_token = self._seal_token(row.id, "access_token", grant.access_token)
+        row.refresh_token = self._seal_optional(row.id, "refresh_token", grant.refresh_token)
+        if grant.public_token:
+            # A public token comes only with some authorizations and cannot be fetched again:
+            # a grant without one (a refresh, an import, a reinstall) keeps the stored one.
+            row.public_token = self._seal_token(row.id, "public_token", grant.public_token)
+        row.access_expires_at = grant.access_expires_at
+        row.refresh_expires_at = grant.refresh_expires_at
+        row.scopes = list(grant.scopes)
+        row.metadata_ = dict(grant.raw)
+
+    async def upsert(
+        self,
+        grant: Grant,
+        account: Account,
+        *,
+        end_user_id: str | None,
+        source: str | None = None,
+    ) -> tuple[Connection, bool]:
+        """Store a new grant for (provider, account); True when the connection is new.
+
+        Reconnecting a store updates its connection (new tokens, active again) rather than
+        adding a second one; an `end_user_id` of None keeps the end user it had. `source` names
+        where the grant came from (an app market install, say) in the event.
+        """
+
+        async def work(session: AsyncSession) -> tuple[Connection, bool]:
+            if self.engine.dialect.name == "sqlite":
+                # SQLite ignores FOR UPDATE: its write lock, taken before the read, makes
+                # concurrent upserts of one store wait their turn instead of conflicting.
+                await session.execute(text("BEGIN IMMEDIATE"))
+            return await self._upsert(session, grant, account, end_user_id, source)
+
+        for attempt in range(2):
+            try:
+                return await self._retrying(work)
+            except IntegrityError as exc:
+                if not _lost_insert_race(exc):
+                    raise
+                # Two writers inserted the same new store at once: the loser's next attempt reads
+                # the winner's row and updates it. Losing twice, the row came and went meanwhile.
+                if attempt:
+                    raise VersionConflict("the connection kept changing; try again") from None
+        raise AssertionError("unreachable")
+
+    async def _upsert(
+        self,
+        session: AsyncSession,
+        grant: Grant,
+        account: Account,
+        end_user_id: str | None,
+        source: str | None,
+    ) -> tuple[Connection, bool]:
+        now = self.clock()
+        row = await session.scalar(
+            select(ConnectionRow)
+            .where(
+                ConnectionRow.provider == grant.provider,
+                ConnectionRow.account_id == account.account_id,
+            )
+            .with_for_update()
+        )
+        created = row is None
+        if row is None:
+            row = ConnectionRow(
+                id=new_id("con"),
+                provider=grant.provider,
+                account_id=account.account_id,
+                version=1,
+                created_at=now,
+                refresh_failures=0,
+            )
+            session.add(row)
+        else:
+            row.version += 1
+        self._write_grant(row, grant)
+        # A platform's store name can outgrow the column; the id is what identifies the store.
+        name = account.name or grant.account_name
+        row.account_name = name[:ACCOUNT_NAME_LENGTH] if name else None
+        # The merchant proved control of the store by authorizing it: the store follows them,
+        # and the move is recorded so the app sees it.
+        moved_from = (
+            row.end_user_id
+            if not created
+            and end_user_id is not None
+            and row.end_user_id not in (None, end_user_id)
+            else None
+        )
+        if end_user_id is not None or created:
+            row.end_user_id = end_user_id
+        row.connected_at = now
+        row.status = ACTIVE
+        row.shops = [shop_json(shop) for shop in account.shops]
+        row.updated_at = now
+        row.refresh_failures = 0
+        row.last_error = None
+        row.next_refresh_at = None
+        await session.flush()
+        detail: dict[str, Any] = {"version": row.version}
+        if source:
+            detail["source"] = source
+        session.add(connection_event(row, "connected" if created else "reconnected", now, detail))
+        if moved_from is not None:
+            moved = {"from": moved_from, "to": end_user_id}
+            session.add(connection_event(row, "moved", now, moved))
+        record = _connection(row)
+        self._after_commit(session, row.id)
+        return record, created
+
+    async def import_grant(
+        self, grant: Grant, account: Account, *, end_user_id: str | None
+    ) -> tuple[Connection, bool]:
+        """Store a grant obtained elsewhere (AliExpress's Token Query Tool, for one)."""
+        return await self.upsert(grant, account, end_user_id=end_user_id)
+
+    async def get(self, connection_id: str) -> Connection | None:
+        """The connection without its tokens, or None."""
+        async with self._session() as session:
+            row = await session.get(ConnectionRow, connection_id)
+            return _connection(row) if row else None
+
+    async def tokens(self, connection_id: str) -> StoredTokens | None:
+        """The connection with its tokens decrypted, or None."""
+        async with self._session() as session:
+            row = await session.get(ConnectionRow, connection_id)
+            if row is None:
+                return None
+            return StoredTokens(
+                connection=_connection(row),
+                access_token=self._open(row.id, "access_token", row.access_token),
+                refresh_token=self._open_optional(row.id, "refresh_token", row.refresh_token),
+                public_token=self._open_optional(row.id, "public_token", row.public_token),
+            )
+
+    async def find(
+        self,
+        *,
+        provider: str | None = None,
+        end_user_id: str | None = None,
+        status: str | None = None,
+        claimed: bool | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> list[Connection]:
+        """Connections by id order, filtered, a page at a time (`after` = last id seen).
+
+        `claimed` False keeps the connections without an end user (app market installs).
+        """
+        query = select(ConnectionRow).order_by(ConnectionRow.id).limit(limit)
+        if claimed is not None:
+            owner = ConnectionRow.end_user_id
+            query = query.where(owner.is_not(None) if claimed else owner.is_(None))
+        if provider:
+            query = query.where(ConnectionRow.provider == provider)
+        if end_user_id:
+            query = query.where(ConnectionRow.end_user_id == end_user_id)
+        if status:
+            query = query.where(ConnectionRow.status == status)
+        if after:
+            query = query.where(ConnectionRow.id > after)
+        async with self._session() as session:
+            return [_connection(row) for row in await session.scalars(query)]
+
+    async def current(self, end_user_id: str, provider: str | None = None) -> Connection | None:
+        """The end user's most recently connected store (on `provider`, when given), whatever
+        its status: a newer store that needs the merchant must not be swapped for an older one.
+        """
+        query = (
+            select(ConnectionRow)
+            .where(ConnectionRow.end_user_id == end_user_id)
+            .order_by(ConnectionRow.connected_at.desc(), ConnectionRow.id.desc())
+            .limit(1)
+        )
+        if provider:
+            query = query.where(ConnectionRow.provider == provider)
+        async with self._session() as session:
+            row = await session.scalar(query)
+            return _connection(row) if row else None
+
+    async def count(self) -> int:
+        """How many connections there are."""
+        async with self._session() as session:
+            return int(await session.scalar(select(func.count()).select_from(ConnectionRow)) or 0)
+
+    async def delete(self, connection_id: str) -> Connection | None:
+        """Remove a connection and its tokens; the event log keeps a "disconnected" entry."""
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id)
+            if row is None:
+                return None
+            record = _connection(row)
+            session.add(connection_event(row, "disconnected", self.clock(), {}))
+            await session.delete(row)
+            self._after_commit(session, connection_id)
+            return record
+
+        return await self._retrying(work)
+
+    async def save_refresh(self, connection_id: str, grant: Grant, *, used: str) -> Connection:
+        """Store a refreshed grant and its event, if the row still holds the refresh token `used`.
+
+        The rotated refresh token is written in the same transaction that records the refresh,
+        so a crash cannot keep the old (now dead) refresh token. A row whose refresh token
+        changed meanwhile (a reconnect, another refresher) raises `VersionConflict`.
+        """
+
+        async def work(session: AsyncSession) -> Connection:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None or row.refresh_token is None:
+                raise VersionConflict(connection_id)
+            current = self._open(row.id, "refresh_token", row.refresh_token)
+            if not hmac.compare_digest(current, used):
+                raise VersionConflict(connection_id)
+            now = self.clock()
+            # Platforms that do not rotate may leave the refresh token out: keep ours.
+            grant_to_store = (
+                grant
+                if grant.refresh_token
+                else _with_refresh_token(grant, current, row.refresh_expires_at)
+            )
+            # A refresh answers with less than the authorization did (TikTok's callback named
+            # the shop's region and locale): keep what it does not replace.
+            metadata = {**(row.metadata_ or {}), **grant_to_store.raw}
+            self._write_grant(row, replace(grant_to_store, raw=metadata))
+            row.version += 1
+            row.status = ACTIVE
+            row.updated_at = now
+            row.last_refreshed_at = now
+            row.refresh_failures = 0
+            row.last_error = None
+            await session.flush()
+            session.add(connection_event(row, "refreshed", now, {"version": row.version}))
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._retrying(work)
+
+    async def record_refresh_failure(
+        self, connection_id: str, message: str, *, dead: bool
+    ) -> Connection | None:
+        """Note a failed refresh; `dead` marks the connection as needing re-authorization."""
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None:
+                return None
+            now = self.clock()
+            row.refresh_failures += 1
+            row.last_error = message
+            row.updated_at = now
+            kind = "refresh_failed"
+            if dead and row.status != NEEDS_REAUTH:
+                row.status = NEEDS_REAUTH
+                row.version += 1
+                kind = "needs_reauth"
+            await session.flush()
+            session.add(connection_event(row, kind, now, {"error": message}))
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._retrying(work)
+
+    async def set_end_user(
+        self,
+        connection_id: str,
+        end_user_id: str | None,
+        *,
+        expected: str | None = None,
+        force: bool = False,
+    ) -> Connection | None:
+        """Give the connection to `end_user_id` (None: to nobody); None when there is no such one.
+
+        It changes hands only from the end user named `expected` (by default: from nobody), so
+        a stale or forged claim cannot take a store from the merchant who has it; `force` skips
+        that check (operators at the CLI). `EndUserConflict` when the check fails. Records an
+        `end_user_changed` event naming both end users, unless nothing changed.
+        """
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.end_user_id == end_user_id:
+                return _connection(row)
+            if not force and row.end_user_id != expected:
+                raise EndUserConflict(connection_id)
+            now = self.clock()
+            detail = {"from": row.end_user_id, "to": end_user_id}
+            row.end_user_id = end_user_id
+            row.updated_at = now
+            await session.flush()
+            session.add(connection_event(row, "end_user_changed", now, detail))
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._retrying(work)
+
+    async def reencrypt(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-encrypt every token not under the primary key; returns how many rows changed."""
+        async with self._session() as session:
+            ids = list(await session.scalars(select(ConnectionRow.id).order_by(ConnectionRow.id)))
+        changed = 0
+        for done, connection_id in enumerate(ids, start=1):
+
+            async def work(session: AsyncSession, connection_id: str = connection_id) -> bool:
+                row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+                if row is None:
+                    return False
+                fields = [
+                    ("access_token", row.access_token),
+                    ("refresh_token", row.refresh_token),
+                    ("public_token", row.public_token),
+                ]
+                current = all(v is None or self.keys.is_current(v) for _, v in fields)
+                if current:
+                    return False
+                for name, value in fields:
+                    if value is not None:
+                        plain = self._open(row.id, name, value)
+                        setattr(row, name, self._seal_token(row.id, name, plain))
+                return True
+
+            changed += await self._retrying(work)
+            if progress:
+                progress(done, len(ids))
+        return changed
+
+    async def key_ids_in_use(self) -> dict[str, int]:
+        """How many stored tokens (access, refresh, public) name each encryption key id."""
+        return await self._count_key_ids(
+            select(
+                ConnectionRow.access_token, ConnectionRow.refresh_token, ConnectionRow.public_token
+            )
+        )
+
+
+def _lost_insert_race(exc: IntegrityError) -> bool:
+    """Whether an insert failed on a unique key, as when another writer inserted the row first."""
+    original = exc.orig
+    # asyncpg reports the SQLSTATE; sqlite3 names its extended error code.
+    return (
+        getattr(original, "sqlstate", None) == "23505"
+        or getattr(original, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE"
+    )
+
+
+def _with_refresh_token(grant: Grant, token: str | None, expires: datetime | None) -> Grant:
+    return replace(
+        grant, refresh_token=token, refresh_expires_at=grant.refresh_expires_at or expires
+    )
+
+
+def _connection(row: ConnectionRow) -> Connection:
+    return Connection(
+        id=row.id,
+        provider=row.provider,
+        account_id=row.account_id,
+        account_name=row.account_name,
+        end_user_id=row.end_user_id,
+        status=row.status,
+        access_expires_at=row.access_expires_at,
+        refresh_expires_at=row.refresh_expires_at,
+        scopes=list(row.scopes or []),
+        shops=list(row.shops or []),
+        metadata=dict(row.metadata_ or {}),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_refreshed_at=row.last_refreshed_at,
+        refresh_failures=row.refresh_failures,
+        last_error=row.last_error,
+        refreshable=row.refresh_token is not None,
+        connected_at=row.connected_at or row.created_at,
+    )
