@@ -24,6 +24,7 @@ SECRET_FIELDS = (
     "client_secret",
     "auth_code",
     "password",
+    "api_key",
 )
 # Names that are also ordinary words in platform messages (`"code": "invalid_client"`, `token
 # expired`): their values are redacted in query strings, and elsewhere only when they look like
@@ -71,7 +72,9 @@ _AUTHORIZATION = re.compile(
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?P<scheme>Bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-_TOKEN_LIKE = re.compile(r"\b(?:secret|public)_[A-Za-z0-9]{8,}\b")
+# Ecwid's `secret_...` and `public_...` tokens, and shopkeys' own API keys (`sk_` and 32 random
+# bytes, `sk_sandbox_...` for the sandbox's), wherever they stand: in a path, say.
+_TOKEN_LIKE = re.compile(r"\b(?:(?:secret|public)_[A-Za-z0-9]{8,}\b|sk_[A-Za-z0-9_-]{16,})")
 
 
 REDACTED = "[redacted]"
@@ -107,7 +110,7 @@ def redact(text: str, *, known: Iterable[str | None] = ()) -> str:
 
 def _may_hold_secret(text: str) -> bool:
     """Whether any pattern above could match: each needs a separator or a credential word."""
-    if "=" in text or ":" in text:
+    if "=" in text or ":" in text or "sk_" in text:
         return True
     lowered = text.lower()
     return "bearer" in lowered or "secret_" in lowered or "public_" in lowered
@@ -128,14 +131,30 @@ def _spellings(values: Iterable[str | None]) -> set[str]:
     return spellings
 
 
+class SafeRecord(logging.LogRecord):
+    """A record whose message its maker built from text it had already redacted.
+
+    The request log writes one per request; the filter below lets them through without running
+    its patterns again, which on the token hot path would cost more than serving the token. Only
+    code that redacts what it puts in the message may make one (`extra=` cannot: it sets
+    attributes, not the record's class).
+    """
+
+
+_TRACEBACKS = logging.Formatter()
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts a record's message before any handler sees it.
 
     It redacts the arguments one by one rather than collapsing them into the message, because
-    some formatters (uvicorn's access log) read `record.args` by position.
+    some formatters (uvicorn's access log) read `record.args` by position. A traceback is
+    rendered here and redacted too: an exception's message can hold the URL that failed.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record, SafeRecord):
+            return True
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, tuple):
@@ -149,6 +168,13 @@ class RedactingFilter(logging.Filter):
             # once formatted): keep the safe text and drop the arguments.
             record.msg = cleaned
             record.args = None
+        if record.exc_info and not record.exc_text:
+            # Formatters print `exc_text` when it is set and render `exc_info` only when not.
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
