@@ -23,7 +23,19 @@ import httpx2
 
 from shopkeys.clock import Clock, utc_now
 from shopkeys.crypto import fingerprint
-from shopkeys.errors import AuthorizationDead, BadCallback, ProviderError, ShopkeysError
+from shopkeys.errors import AuthorizationDead, BadCallback, ProviderError
+from shopkeys.flow_errors import (
+    AlreadyCompleted,
+    FlowError,
+    IncompleteConfiguration,
+    InvalidRequest,
+    LinkClosed,
+    NotConfigured,
+    PlatformRefused,
+    StateRejected,
+    UnknownLink,
+    WrongBrowser,
+)
 from shopkeys.grant import Account, Grant
 from shopkeys.providers.base import Provider
 from shopkeys.store.auth_sessions import StateProblem
@@ -33,16 +45,6 @@ from shopkeys.store.vault import Vault
 STATE_LIFETIME = timedelta(minutes=10)
 SESSION_LIFETIME = timedelta(minutes=30)
 _RESERVED_CALLBACK_PARAMETERS = frozenset({"code", "state", "self", "http", "redirect_uri"})
-
-
-class ConnectError(ShopkeysError):
-    """A connect request or callback that cannot complete; `status` is the HTTP status to show."""
-
-    def __init__(self, reason: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,23 +116,21 @@ class ConnectFlow:
     def provider(self, name: str) -> Provider:
         provider = self.providers.get(name)
         if provider is None:
-            raise ConnectError(
-                "not_configured",
-                f"{name} is not configured: set its app credentials (see `shopkeys doctor`)",
-                404,
+            raise NotConfigured(
+                f"{name} is not configured: set its app credentials (see `shopkeys doctor`)"
             )
         return provider
 
     async def _open_session(self, token: str) -> AuthSession:
         session = await self.vault.sessions.by_token(fingerprint(token))
         if session is None:
-            raise ConnectError("unknown_session", "This connect link is not valid.", 404)
+            raise UnknownLink("This connect link is not valid.")
         return session
 
     def _ready(self, provider: Provider) -> Provider:
         problem = provider.authorization_problem()
         if problem is not None:
-            raise ConnectError("incomplete_configuration", f"Cannot connect: {problem}.", 409)
+            raise IncompleteConfiguration(f"Cannot connect: {problem}.")
         return provider
 
     async def start(
@@ -139,10 +139,9 @@ class ConnectFlow:
         """A new connect session for `end_user_id`; its URL starts the platform's authorization."""
         self._ready(self.provider(provider))
         if return_to is not None and not self._allowed(return_to):
-            raise ConnectError(
-                "return_to_not_allowed",
+            raise InvalidRequest(
                 "return_to must be on an allowed origin (SHOPKEYS_RETURN_TO_ORIGINS)",
-                400,
+                code="return_to_not_allowed",
             )
         token = secrets.token_urlsafe(32)
         expires_at = self.clock() + SESSION_LIFETIME
@@ -169,21 +168,19 @@ class ConnectFlow:
         session = await self._open_session(token)
         if session.waiting:
             if not _same_browser(session, browser):
-                raise ConnectError(
-                    "other_browser",
+                raise WrongBrowser(
                     "This connection is waiting for the browser where the link was first "
-                    "opened: open the link again there to finish.",
-                    409,
+                    "opened: open the link again there to finish."
                 )
             held = await self.vault.sessions.held_grant(session.id)
             if held is not None:
                 provider = self.provider(session.provider)
                 return AwaitingConfirmation(session=session, provider=provider, account=held[1])
         if session.consumed_at is not None:
-            raise ConnectError("used_session", "This connect link has already been used.", 410)
+            raise LinkClosed("This connect link has already been used.")
         now = self.clock()
         if now >= session.expires_at:
-            raise ConnectError("expired_session", "This connect link has expired.", 410)
+            raise LinkClosed("This connect link has expired.", code="expired_session")
         provider = self._ready(self.provider(session.provider))
         state = secrets.token_urlsafe(32)
         await self.vault.sessions.issue_state(
@@ -210,16 +207,14 @@ class ConnectFlow:
                 await self.vault.sessions.consume_state(
                     fingerprint(params["state"]), provider=provider.name
                 )
-            raise ConnectError(
-                "declined",
-                f"The authorization was declined on {provider.display_name}.",
-                400,
+            raise InvalidRequest(
+                f"The authorization was declined on {provider.display_name}.", code="declined"
             )
         state = params.get("state")
         if not state:
             if provider.installs_without_state:
                 return await self._install(provider, params)
-            raise ConnectError("missing_state", "The callback has no state parameter.", 400)
+            raise InvalidRequest("The callback has no state parameter.", code="missing_state")
         check = await self.vault.sessions.consume_state(fingerprint(state), provider=provider.name)
         if check.problem is not None or check.session is None:
             raise _state_error(check.problem)
@@ -244,10 +239,9 @@ class ConnectFlow:
         waiting = session.waiting and _same_browser(session, browser)
         held = await self.vault.sessions.take_held_grant(session.id) if waiting else None
         if held is None:
-            raise ConnectError(
-                "nothing_to_confirm",
+            raise LinkClosed(
                 "There is nothing to confirm here: open the connect link again.",
-                410,
+                code="nothing_to_confirm",
             )
         if not approved:
             await self.vault.sessions.reopen(session.id)
@@ -270,21 +264,19 @@ class ConnectFlow:
         """
         code = params.get("code")
         if not code:
-            raise ConnectError("missing_code", "The callback has no authorization code.", 400)
+            raise InvalidRequest("The callback has no authorization code.", code="missing_code")
         marker = await self.vault.sessions.record_install(
             provider=provider.name,
             code_hash=fingerprint(f"install:{provider.name}:{code}"),
             expires_at=self.clock() + STATE_LIFETIME,
         )
         if marker is None:
-            raise ConnectError(
-                "reused_code",
-                "This installation was already completed: go back to the app to continue.",
-                409,
+            raise AlreadyCompleted(
+                "This installation was already completed: go back to the app to continue."
             )
         try:
             grant, account = await self._exchange(provider, params)
-        except ConnectError:
+        except FlowError:
             # Nothing was stored, so nothing a second exchange could disable: let it be retried.
             await self.vault.sessions.forget_install(marker.id)
             raise
@@ -299,7 +291,7 @@ class ConnectFlow:
     ) -> tuple[Grant, Account]:
         code = params.get("code")
         if not code:
-            raise ConnectError("missing_code", "The callback has no authorization code.", 400)
+            raise InvalidRequest("The callback has no authorization code.", code="missing_code")
         # Only parameters that cannot collide with `exchange_code`'s own arguments: a callback
         # carrying `redirect_uri=` or `http=` would otherwise be a TypeError, a 500.
         extra = {k: v for k, v in params.items() if k not in _RESERVED_CALLBACK_PARAMETERS}
@@ -309,18 +301,15 @@ class ConnectFlow:
             )
             account = await provider.identify(self.http, grant)
         except BadCallback as exc:
-            raise ConnectError("bad_callback", f"{exc}.", 400) from exc
+            raise InvalidRequest(f"{exc}.", code="bad_callback") from exc
         except AuthorizationDead as exc:
-            raise ConnectError(
-                "platform_refused",
+            raise PlatformRefused(
                 f"{provider.display_name} refused the authorization code: {exc.detail}",
-                502,
+                code="platform_refused",
             ) from exc
         except ProviderError as exc:
-            raise ConnectError(
-                "platform_error",
-                f"{provider.display_name} failed while connecting: {exc.detail}",
-                502,
+            raise PlatformRefused(
+                f"{provider.display_name} failed while connecting: {exc.detail}"
             ) from exc
         return grant, account
 
@@ -341,14 +330,16 @@ def _same_browser(session: AuthSession, browser: str | None) -> bool:
     return hmac.compare_digest(session.browser_hash, fingerprint(browser))
 
 
-def _state_error(problem: StateProblem | None) -> ConnectError:
+def _state_error(problem: StateProblem | None) -> FlowError:
     if problem is StateProblem.WRONG_PROVIDER:
-        return ConnectError("wrong_provider", "The callback does not belong to this platform.", 400)
+        return InvalidRequest(
+            "The callback does not belong to this platform.", code="wrong_provider"
+        )
     if problem is StateProblem.EXPIRED:
-        return ConnectError("expired_state", "This authorization took too long; start again.", 403)
+        return StateRejected("This authorization took too long; start again.", code="expired_state")
     if problem is StateProblem.USED:
-        return ConnectError("reused_state", "This authorization was already completed.", 403)
-    return ConnectError("unknown_state", "The callback's state is not one we issued.", 403)
+        return StateRejected("This authorization was already completed.", code="reused_state")
+    return StateRejected("The callback's state is not one we issued.")
 
 
 def _origin(url: str) -> str:

@@ -7,7 +7,9 @@ what gets stored: a grant whose refresh token is alive is worth keeping.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import httpx2
 
@@ -16,21 +18,56 @@ from shopkeys.errors import (
     AuthorizationDead,
     ProtocolError,
     ProviderError,
-    ShopkeysError,
 )
+from shopkeys.flow_errors import ImportRefused, NotConfigured
 from shopkeys.grant import Account, Grant
 from shopkeys.providers.base import Provider
 from shopkeys.store.records import Connection
 from shopkeys.store.vault import Vault
 
 
-class ImportRefused(ShopkeysError):
-    """The token cannot be imported; `reason` is a stable code, the message says why."""
+@dataclass(frozen=True, slots=True)
+class TokenImport:
+    """A token obtained elsewhere, as an app (the API) or an operator (the CLI) hands it over."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    provider: str
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    access_expires_at: datetime | None = None
+    refresh_expires_at: datetime | None = None
+    account_id: str | None = None
+    account_name: str | None = None
+    scopes: Sequence[str] = ()
+    end_user_id: str | None = None
+
+    def grant(self) -> Grant:
+        """The grant to store; marked as imported, since no connect flow produced it."""
+        return Grant(
+            provider=self.provider,
+            access_token=self.access_token,
+            refresh_token=self.refresh_token or None,
+            access_expires_at=self.access_expires_at,
+            refresh_expires_at=self.refresh_expires_at,
+            scopes=list(self.scopes),
+            account_id=self.account_id or "",
+            account_name=self.account_name,
+            raw={"imported": True},
+        )
+
+
+async def import_token(
+    vault: Vault,
+    providers: Mapping[str, Provider],
+    http: httpx2.AsyncClient,
+    request: TokenImport,
+) -> tuple[Connection, bool]:
+    """Import `request` through its platform's configured client; `NotConfigured` without one."""
+    provider = providers.get(request.provider)
+    if provider is None:
+        raise NotConfigured(f"{request.provider} is not configured")
+    return await import_grant(
+        vault, provider, http, request.grant(), end_user_id=request.end_user_id
+    )
 
 
 async def import_grant(
@@ -45,22 +82,22 @@ async def import_grant(
     if provider.account_id_hint and not grant.account_id:
         # Without it the connection would be stored under an empty account id.
         raise ImportRefused(
-            "account_id_required",
             f"{provider.display_name} cannot tell whose token this is: send account_id "
             f"({provider.account_id_hint})",
+            code="account_id_required",
         )
     if grant.account_id:
         problem = provider.account_id_problem(grant.account_id)
         if problem is not None:
-            raise ImportRefused("invalid_account_id", problem)
+            raise ImportRefused(problem, code="invalid_account_id")
     try:
         account = await provider.identify(http, grant)
     except AccessExpired as exc:
         if not grant.refresh_token:
             raise ImportRefused(
-                "invalid_token",
                 f"{provider.display_name} says the access token has expired ({exc.detail}) "
                 "and no refresh token came with it",
+                code="invalid_token",
             ) from exc
         grant = await _refreshed(provider, http, grant)
         # The refresh used up the caller's refresh token where the platform rotates: from here
@@ -69,7 +106,7 @@ async def import_grant(
     except AuthorizationDead as exc:
         # The platform refuses the token itself: the request is wrong, not a connection dead.
         raise ImportRefused(
-            "invalid_token", f"{provider.display_name} does not accept this token ({exc})"
+            f"{provider.display_name} does not accept this token ({exc})", code="invalid_token"
         ) from exc
     except ProtocolError:
         # A garbled answer, or one about another account than the caller named: storing the
@@ -80,7 +117,9 @@ async def import_grant(
             raise
         account = Account(account_id=grant.account_id, name=grant.account_name)
     if not account.account_id:
-        raise ImportRefused("account_id_required", "send account_id: the platform named no account")
+        raise ImportRefused(
+            "send account_id: the platform named no account", code="account_id_required"
+        )
     return await vault.connections.import_grant(grant, account, end_user_id=end_user_id)
 
 
@@ -100,9 +139,9 @@ async def _refreshed(provider: Provider, http: httpx2.AsyncClient, grant: Grant)
         fresh = await provider.refresh(http, grant.refresh_token or "")
     except AuthorizationDead as exc:
         raise ImportRefused(
-            "invalid_token",
             f"{provider.display_name} says the access token has expired and refused the refresh "
             f"token ({exc.detail})",
+            code="invalid_token",
         ) from exc
     # What the caller told us stays where the refresh says nothing (the account). The refresh
     # token is the refresh's own: where it sent none, the grant can no longer be refreshed.

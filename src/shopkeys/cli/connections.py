@@ -16,8 +16,7 @@ from rich.table import Table
 
 from shopkeys.cli.common import command, err, fail, humanize_until, out, runtime
 from shopkeys.errors import ProviderError
-from shopkeys.grant import Grant
-from shopkeys.importing import ImportRefused, import_grant
+from shopkeys.importing import TokenImport, import_token
 from shopkeys.platform import Platform
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.store.connections import EndUserConflict
@@ -303,24 +302,15 @@ async def import_(
     def aware(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
+    request = TokenImport(
+        provider=provider,
+        access_token=access_token,
+        refresh_token=refresh_token or None,
+        access_expires_at=aware(access_expires_at),
+        refresh_expires_at=aware(refresh_expires_at),
+        account_id=account_id,
+        end_user_id=end_user,
+    )
     async with runtime() as rt:
-        client = rt.providers.get(provider)
-        if client is None:
-            fail(f"{provider} is not configured")
-        grant = Grant(
-            provider=provider,
-            access_token=access_token,
-            refresh_token=refresh_token or None,
-            access_expires_at=aware(access_expires_at),
-            refresh_expires_at=aware(refresh_expires_at),
-            scopes=[],
-            account_id=account_id or "",
-            raw={"imported": True},
-        )
-        try:
-            connection, created = await import_grant(
-                rt.vault, client, rt.http, grant, end_user_id=end_user
-            )
-        except ImportRefused as exc:
-            fail(exc.message)
+        connection, created = await import_token(rt.vault, rt.providers, rt.http, request)
     out.print(f"{'imported' if created else 'updated'} {connection.id} ({connection.account_id})")

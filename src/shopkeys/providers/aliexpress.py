@@ -41,7 +41,7 @@ PARTNER_ID = "shopkeys"
 
 _FORM = "application/x-www-form-urlencoded"
 
-# Every error code PROTOCOLS.md lists, and what it means for the caller.
+# Every error code the platform documents (docs/platforms.md), and what it means for the caller.
 ERROR_CLASSES: Mapping[str, type[ProviderError]] = {
     "MissingParameter": RequestRejected,
     "IncompleteSignature": RequestRejected,

@@ -1,6 +1,6 @@
 """Ecwid (Lightspeed E-Series): OAuth 2.0 codes for tokens that never expire, Bearer-only REST.
 
-Quirks worth knowing (PROTOCOLS.md, "Ecwid", checked against docs.ecwid.com):
+Quirks worth knowing (docs/platforms.md, "Ecwid", checked against docs.ecwid.com):
 - Access tokens (`secret_...`) do not expire and there is no refresh grant: the grant has no
   expiry and `refresh()` raises `NotSupported`. A token dies when the app is uninstalled, or
   when its authorization code is exchanged a second time; the REST API then answers

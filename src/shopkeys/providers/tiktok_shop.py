@@ -1,6 +1,6 @@
 """TikTok Shop Partner API: auth v2 tokens, signed API calls (version 202309), signed webhooks.
 
-Quirks worth knowing (PROTOCOLS.md, "TikTok Shop"):
+Quirks worth knowing (docs/platforms.md, "TikTok Shop"):
 - The token endpoints are unsigned GETs that carry the app secret in the query string, so no
   URL of theirs may reach an exception message or a log line (`shopkeys.redact` guards httpx2's
   logger; our own messages never name URLs).
@@ -61,7 +61,7 @@ TOKEN_GET_PATH: Final = "/api/v2/token/get"
 TOKEN_REFRESH_PATH: Final = "/api/v2/token/refresh"
 SHOPS_PATH: Final = "/authorization/202309/shops"
 
-# Every error code PROTOCOLS.md lists, and what it means for the caller.
+# Every error code the platform documents (docs/platforms.md), and what it means for the caller.
 ERROR_CLASSES: Final[Mapping[int, type[ProviderError]]] = {
     36004004: AuthorizationDead,  # auth code invalid, expired or already used
     36004001: AuthorizationDead,  # refresh token expired

@@ -336,7 +336,8 @@ class AliExpressSimulator(Simulator):
             raise _Problem("InvalidTimestamp", "The timestamp is not epoch milliseconds") from None
         if abs(sent - self.clock().timestamp()) > TIMESTAMP_WINDOW:
             raise _Problem("InvalidTimestamp")
-        # System API names may also be signed as seen through the mount (see DESIGN.md).
+        # System API names may also be signed as seen through the mount (docs/platforms.md,
+        # "AliExpress").
         names = [api_name]
         if "/" in api_name:
             names.append(request.scope.get("root_path", "") + api_name)

@@ -6,14 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from shopkeys.grant import Grant
-from shopkeys.importing import ImportRefused, import_grant
+from shopkeys.importing import TokenImport, import_token
 from shopkeys.platform import Platform
 from shopkeys.runtime import Runtime
 from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.records import ApiKey
 from shopkeys.web.errors import ApiError, responses
-from shopkeys.web.hot_path import render
+from shopkeys.web.hot_path import token_response
 from shopkeys.web.schemas import (
     ConnectionOut,
     ConnectionPage,
@@ -118,10 +117,7 @@ async def token_for_end_user(
     current = await runtime.vault.connections.current(end_user_id, provider)
     if current is None:
         raise ApiError(404, "not_found", "that end user has no connection here")
-    token = await runtime.tokens.fresh_token(current.id)
-    return Response(
-        render(token), media_type="application/json", headers={"cache-control": "no-store"}
-    )
+    return token_response(await runtime.tokens.fresh_token(current.id))
 
 
 @router.post(
@@ -135,26 +131,10 @@ async def import_connection(
     body: ImportRequest, runtime: RuntimeDep, _key: Admin
 ) -> ImportResponse:
     """Store a token obtained elsewhere; the platform is asked who it belongs to where it can."""
-    provider = runtime.providers.get(body.provider)
-    if provider is None:
-        raise ApiError(404, "not_configured", f"{body.provider} is not configured")
-    grant = Grant(
-        provider=body.provider,
-        access_token=body.access_token,
-        refresh_token=body.refresh_token,
-        access_expires_at=body.access_expires_at,
-        refresh_expires_at=body.refresh_expires_at,
-        scopes=body.scopes,
-        account_id=body.account_id or "",
-        account_name=body.account_name,
-        raw={"imported": True},
+    request = TokenImport(**body.model_dump())
+    connection, created = await import_token(
+        runtime.vault, runtime.providers, runtime.http, request
     )
-    try:
-        connection, created = await import_grant(
-            runtime.vault, provider, runtime.http, grant, end_user_id=body.end_user_id
-        )
-    except ImportRefused as exc:
-        raise ApiError(400, exc.reason, exc.message) from exc
     return ImportResponse(connection=ConnectionOut.of(connection), created=created)
 
 

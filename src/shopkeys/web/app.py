@@ -22,18 +22,14 @@ from starlette.routing import Route
 from shopkeys import __version__
 from shopkeys.clock import Clock, utc_now
 from shopkeys.config import Settings
-from shopkeys.connect import ConnectError
 from shopkeys.crypto import DecryptionError
-from shopkeys.errors import NotSupported, ProviderError
 from shopkeys.redact import guard_logs
-from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.runtime import open_runtime
-from shopkeys.store.repository import VersionConflict
 from shopkeys.web import api, hot_path, pages
 from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.limits import RequestLimits
 from shopkeys.web.pages import SimulatedPlatforms
-from shopkeys.web.problems import problem_response
+from shopkeys.web.problems import STATUSES, problem_response
 from shopkeys.web.request_log import RequestLog
 from shopkeys.web.schemas import ErrorResponse, TokenOut
 from shopkeys.web.security import API_PREFIX, ApiKeyGate
@@ -111,16 +107,9 @@ def create_app(
     if sandbox is not None:
         app.router.routes.extend(sandbox.app.routes)
 
-    for kind in (
-        ApiError,
-        ConnectError,
-        ProviderError,
-        NotSupported,
-        ConnectionNotFound,
-        ConnectionUnusable,
-        NotRefreshable,
-        VersionConflict,
-    ):
+    # Every failure the table knows answers in the one error shape, with the table's status.
+    known: list[type[Exception]] = [ApiError, *STATUSES]
+    for kind in known:
         app.add_exception_handler(kind, _problem)
     app.add_exception_handler(DecryptionError, _undecryptable)
     # Anything else unforeseen: still the error shape, and the connection closed cleanly so the

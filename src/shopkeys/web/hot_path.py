@@ -1,9 +1,9 @@
 """`GET /v1/connections/{id}/token`, the route apps call before every platform API call.
 
 It is a plain Starlette route, not a FastAPI one: measured on this kind of machine, FastAPI's
-dependency injection and response models cost most of the throughput (DESIGN.md). The API key
-(checked by `ApiKeyGate`) and the token both come from memory when they can; the OpenAPI entry
-is declared by hand below.
+dependency injection and response models cost most of the throughput (docs/architecture.md). The
+API key (checked by `ApiKeyGate`) and the token both come from memory when they can; the OpenAPI
+entry is declared by hand below.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ async def token_endpoint(request: Request) -> Response:
         )
     except Exception as exc:  # mapped to the API's errors; unknown ones are re-raised
         return problem_response(exc)
+    return token_response(token)
+
+
+def token_response(token: FreshToken) -> Response:
+    """A token as apps receive it, here and at `GET /v1/token`: never kept by a cache."""
     return Response(render(token), media_type="application/json", headers=_NO_STORE)
 
 

@@ -17,12 +17,13 @@ from shopkeys.connect import (
     SESSION_LIFETIME,
     AwaitingConfirmation,
     Completed,
-    ConnectError,
     NeedsConfirmation,
 )
+from shopkeys.flow_errors import FlowError
 from shopkeys.platform import Platform
 from shopkeys.providers import get
 from shopkeys.store.records import Connection
+from shopkeys.web.problems import status_of
 from shopkeys.web.security import runtime_of
 
 log = logging.getLogger("shopkeys.web")
@@ -89,8 +90,8 @@ async def start_from_home(request: Request, provider: str) -> Response:
         return _result(request, 404, "Cannot connect", "Connect links come from the API here.")
     try:
         link = await runtime.connect.start(provider, end_user_id=HOME_END_USER)
-    except ConnectError as exc:
-        return _result(request, exc.status, "Cannot connect", exc.message)
+    except FlowError as exc:
+        return _result(request, _status(exc), "Cannot connect", exc.message)
     return RedirectResponse(link.url, status_code=303)
 
 
@@ -109,8 +110,8 @@ async def open_connect_link(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
         url = await runtime.connect.authorization_redirect(token, browser=browser)
-    except ConnectError as exc:
-        return _result(request, exc.status, "This link does not work", exc.message)
+    except FlowError as exc:
+        return _result(request, _status(exc), "This link does not work", exc.message)
     if isinstance(url, AwaitingConfirmation):
         return _confirmation_page(request, url, token)
     response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
@@ -135,9 +136,9 @@ async def oauth_callback(request: Request, provider: str) -> Response:
         done = await runtime.connect.complete(
             provider, dict(request.query_params), browser=request.cookies.get(BROWSER_COOKIE)
         )
-    except ConnectError as exc:
+    except FlowError as exc:
         log.info("callback for %s refused: %s", provider, exc.reason)
-        return _result(request, exc.status, "The store was not connected", exc.message)
+        return _result(request, _status(exc), "The store was not connected", exc.message)
     if isinstance(done, NeedsConfirmation):
         return _finish_elsewhere(request, done)
     return _connected(request, done)
@@ -160,8 +161,8 @@ async def confirm_connection(request: Request) -> Response:
             browser=request.cookies.get(BROWSER_COOKIE),
             approved=form.get("decision") == "connect",
         )
-    except ConnectError as exc:
-        return _result(request, exc.status, "The store was not connected", exc.message)
+    except FlowError as exc:
+        return _result(request, _status(exc), "The store was not connected", exc.message)
     if done is None:
         return _result(request, 200, "Not connected", "Nothing was connected.")
     return _connected(request, done)
@@ -263,3 +264,8 @@ def _result(request: Request, status: int, title: str, message: str, **extra: An
         {"title": title, "message": message, "success": status < 400, **extra},
         status_code=status,
     )
+
+
+def _status(exc: FlowError) -> int:
+    found = status_of(exc)
+    return found[0] if found else 400
