@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from shopkeys.config import Settings
 from shopkeys.providers import AppCredentials, Provider, get
 from shopkeys.sandbox import Sandbox, build_sandbox
 from shopkeys.sandbox.core import Simulator
-from tests.live import serve
+from tests.live import reserve_socket, serve, url_of
 
 # The simulated apps' registered redirect URIs point here; tests read redirects, never follow them.
 TEST_PUBLIC_URL = "http://shopkeys.test"
@@ -96,17 +97,22 @@ BACKENDS = [
 ]
 
 
-async def _admin(url: str, statement: str) -> None:
+async def _connect(url: str, database: str | None) -> Any:
+    """An asyncpg connection to `database` on the server of `url`."""
     import asyncpg
 
     parts = make_url(url)
-    connection = await asyncpg.connect(
+    return await asyncpg.connect(
         user=parts.username,
         password=parts.password,
         host=parts.host or "127.0.0.1",
         port=parts.port or 5432,
-        database=parts.database or "postgres",
+        database=database,
     )
+
+
+async def _admin(url: str, statement: str) -> None:
+    connection = await _connect(url, make_url(url).database or "postgres")
     try:
         await connection.execute(statement)
     finally:
@@ -129,16 +135,7 @@ def postgres_server_url() -> Iterator[str]:
 
 async def _truncate(url: str) -> None:
     tables = "connections, auth_sessions, events, api_keys"
-    import asyncpg
-
-    parts = make_url(url)
-    connection = await asyncpg.connect(
-        user=parts.username,
-        password=parts.password,
-        host=parts.host or "127.0.0.1",
-        port=parts.port or 5432,
-        database=parts.database,
-    )
+    connection = await _connect(url, make_url(url).database)
     try:
         exists = await connection.fetchval("SELECT to_regclass('public.connections') IS NOT NULL")
         if exists:
@@ -196,14 +193,23 @@ class LiveService:
         return sandbox.simulators[provider]
 
 
-@pytest.fixture
-def live_service(database_url: str, tmp_path: Path) -> Iterator[LiveService]:
+@contextmanager
+def serve_service(
+    database_url: str, data_dir: Path, *, sandbox: bool = True, **overrides: Any
+) -> Iterator[LiveService]:
+    """The service as `shopkeys serve` builds it, on a loopback port of its own that is also its
+    public URL; `make_settings` with `overrides`. Without `sandbox`, no simulator is mounted and
+    the platforms are what `overrides` configure."""
     from shopkeys.cli.serve import service_app
-    from tests.live import reserve_socket, url_of
 
     sock = reserve_socket()
-    url = url_of(sock)
-    settings = make_settings(database_url, tmp_path / "data", public_url=url)
-    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
-    with serve(app, sock) as served:
-        yield LiveService(url=served, api_key=SERVICE_API_KEY, app=app, settings=app.state.settings)
+    settings = make_settings(database_url, data_dir, public_url=url_of(sock), **overrides)
+    app = service_app(settings, sandbox=sandbox, sandbox_api_key=SERVICE_API_KEY)
+    with serve(app, sock) as url:
+        yield LiveService(url=url, api_key=SERVICE_API_KEY, app=app, settings=app.state.settings)
+
+
+@pytest.fixture
+def live_service(database_url: str, tmp_path: Path) -> Iterator[LiveService]:
+    with serve_service(database_url, tmp_path / "data") as live:
+        yield live

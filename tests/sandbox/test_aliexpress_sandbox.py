@@ -12,7 +12,6 @@ import pytest
 
 from shopkeys.credentials import AppCredentials
 from shopkeys.errors import (
-    AccessExpired,
     AuthorizationDead,
     ProtocolError,
     ProviderError,
@@ -26,6 +25,7 @@ from shopkeys.sandbox.aliexpress import PROFILE_API, AliExpressSimulator
 from shopkeys.sandbox.browser import BrowserError, callback_params, press
 from shopkeys.sandbox.core import Fault
 from tests.conftest import LiveSandbox
+from tests.providers.test_aliexpress import ERRORS
 
 NAME = "aliexpress"
 
@@ -344,22 +344,7 @@ async def test_http_429_carries_retry_after(
     assert caught.value.retry_after == 7
 
 
-@pytest.mark.parametrize(
-    ("code", "kind"),
-    [
-        ("MissingParameter", RequestRejected),
-        ("IncompleteSignature", RequestRejected),
-        ("InvalidCode", AuthorizationDead),
-        ("IllegalRefreshToken", AuthorizationDead),
-        ("IllegalAccessToken", AccessExpired),
-        ("InvalidAppKey", RequestRejected),
-        ("ApiCallLimit", RateLimited),
-        ("AUTH_TYPE_UNSUPPORTED", RequestRejected),
-        ("ServiceUnavailable", TemporaryFailure),
-        ("InternalError", TemporaryFailure),
-        ("InvalidTimestamp", RequestRejected),
-    ],
-)
+@pytest.mark.parametrize(("code", "kind"), [(code, kind) for code, _, kind in ERRORS])
 async def test_platform_errors_are_classified(
     http: httpx2.AsyncClient,
     ali: AliExpress,
@@ -415,6 +400,19 @@ def sdk_params(sim: AliExpressSimulator, api: str, **extra: str) -> dict[str, st
     return params
 
 
+def sdk_request(
+    live: LiveSandbox, sim: AliExpressSimulator, api: str, shape: str = "method", **extra: str
+) -> tuple[str, dict[str, str]]:
+    """The URL and form of a system API call in one of the SDK's two shapes: `method` names the
+    API at `/rest`, or the path does (`/rest/auth/token/...`) and there is no `method`."""
+    params = sdk_params(sim, api, **extra)
+    if shape == "method":
+        return f"{live.base_url(NAME)}/rest", params
+    del params["method"]
+    params["sign"] = sign(sim.app.client_secret, api, params)
+    return f"{live.base_url(NAME)}/rest{api}", params
+
+
 async def test_raw_sdk_shape_through_the_mount(
     live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
 ) -> None:
@@ -427,10 +425,10 @@ async def test_raw_sdk_shape_through_the_mount(
     assert isinstance(token["expire_time"], int) and isinstance(token["expires_in"], int)
 
     # The path shape: a POST with the parameters in the query string and no `method`.
-    params = sdk_params(sim, "/auth/token/refresh", refresh_token=token["refresh_token"])
-    del params["method"]
-    params["sign"] = sign(sim.app.client_secret, "/auth/token/refresh", params)
-    refreshed = await http.post(f"{base}/rest/auth/token/refresh", params=params)
+    url, params = sdk_request(
+        live_sandbox, sim, "/auth/token/refresh", "path", refresh_token=token["refresh_token"]
+    )
+    refreshed = await http.post(url, params=params)
     assert refreshed.status_code == 200
     rotated = refreshed.json()
     assert rotated["refresh_token_valid_time"] == token["refresh_token_valid_time"]
@@ -493,59 +491,33 @@ async def test_raw_system_api_errors_are_flat(
 
 
 @pytest.mark.parametrize("shape", ["method", "path"])
-async def test_token_create_by_get_is_refused(
+@pytest.mark.parametrize("api", ["/auth/token/create", "/auth/token/refresh"])
+async def test_token_apis_by_get_are_refused(
     live_sandbox: LiveSandbox,
     http: httpx2.AsyncClient,
     ali: AliExpress,
     sim: AliExpressSimulator,
+    api: str,
     shape: str,
 ) -> None:
-    base = live_sandbox.base_url(NAME)
-    code = (await authorize(live_sandbox, http, ali))["code"]
-    params = sdk_params(sim, "/auth/token/create", code=code)
-    url = f"{base}/rest"
-    if shape == "path":
-        del params["method"]
-        params["sign"] = sign(sim.app.client_secret, "/auth/token/create", params)
-        url = f"{base}/rest/auth/token/create"
+    if api == "/auth/token/create":
+        secret = {"code": (await authorize(live_sandbox, http, ali))["code"]}
+    else:
+        grant = await connect(live_sandbox, http, ali)
+        assert grant.refresh_token is not None
+        secret = {"refresh_token": grant.refresh_token}
+    url, params = sdk_request(live_sandbox, sim, api, shape, **secret)
     response = await http.get(url, params=params)
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     body = response.json()
     assert body["code"] == "HttpMethodNotAllowed" and body["type"] == "ISV"
     assert "POST" in body["message"] and body["request_id"]
-    assert code not in response.text
-    # Refused before anything was looked at: the code still works, by POST.
-    created = await http.post(url, data=params)
-    assert created.status_code == 200 and created.json()["code"] == "0"
-
-
-@pytest.mark.parametrize("shape", ["method", "path"])
-async def test_token_refresh_by_get_is_refused(
-    live_sandbox: LiveSandbox,
-    http: httpx2.AsyncClient,
-    ali: AliExpress,
-    sim: AliExpressSimulator,
-    shape: str,
-) -> None:
-    base = live_sandbox.base_url(NAME)
-    grant = await connect(live_sandbox, http, ali)
-    assert grant.refresh_token is not None
-    params = sdk_params(sim, "/auth/token/refresh", refresh_token=grant.refresh_token)
-    url = f"{base}/rest"
-    if shape == "path":
-        del params["method"]
-        params["sign"] = sign(sim.app.client_secret, "/auth/token/refresh", params)
-        url = f"{base}/rest/auth/token/refresh"
-    response = await http.get(url, params=params)
-    assert response.status_code == 405
-    assert response.headers["allow"] == "POST"
-    body = response.json()
-    assert body["code"] == "HttpMethodNotAllowed" and "POST" in body["message"]
-    assert grant.refresh_token not in response.text
-    # The refused GET did not rotate the refresh token.
-    assert grant.refresh_token in sim.refresh_tokens
-    await ali.refresh(http, grant.refresh_token)
+    assert next(iter(secret.values())) not in response.text
+    # Refused before anything was looked at: the code is not spent, the refresh token not
+    # rotated, and the same call by POST works.
+    answer = await http.post(url, data=params)
+    assert answer.status_code == 200 and answer.json()["code"] == "0"
 
 
 async def test_business_api_by_get_is_still_served(

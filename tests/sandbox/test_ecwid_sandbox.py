@@ -70,6 +70,20 @@ async def connect(
     return grant, {**params, "code": code}
 
 
+async def exchange(
+    live_sandbox: LiveSandbox,
+    ecwid: Ecwid,
+    http: httpx2.AsyncClient,
+    params: dict[str, str],
+    redirect_uri: str | None = None,
+) -> Grant:
+    """The callback's code exchanged as shopkeys does it: the redirect URI and the store id."""
+    redirect_uri = redirect_uri or live_sandbox.redirect_uri("ecwid")
+    return await ecwid.exchange_code(
+        http, params["code"], redirect_uri, store_id=params["store_id"]
+    )
+
+
 async def test_full_flow_reuse_disables_the_first_token(
     live_sandbox: LiveSandbox, ecwid: Ecwid, http: httpx2.AsyncClient
 ) -> None:
@@ -120,9 +134,7 @@ async def test_expired_code_is_rejected(
     params = await authorize(live_sandbox, ecwid, http)
     sim.clock.advance(sim.lifetimes.code + 1)
     with pytest.raises(AuthorizationDead):
-        await ecwid.exchange_code(
-            http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
-        )
+        await exchange(live_sandbox, ecwid, http, params)
 
 
 async def test_short_code_lifetime(
@@ -131,9 +143,7 @@ async def test_short_code_lifetime(
     sim.lifetimes.code = 5
     params = await authorize(live_sandbox, ecwid, http)
     sim.clock.advance(4)
-    grant = await ecwid.exchange_code(
-        http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
-    )
+    grant = await exchange(live_sandbox, ecwid, http, params)
     assert grant.account_id == params["store_id"]
 
 
@@ -146,8 +156,8 @@ async def test_unknown_code_and_wrong_redirect_uri_are_rejected(
         )
     params = await authorize(live_sandbox, ecwid, http)
     with pytest.raises(AuthorizationDead, match="redirect_uri"):
-        await ecwid.exchange_code(
-            http, params["code"], "http://shopkeys.test/elsewhere", store_id=params["store_id"]
+        await exchange(
+            live_sandbox, ecwid, http, params, redirect_uri="http://shopkeys.test/elsewhere"
         )
 
 
@@ -160,14 +170,10 @@ async def test_bad_client_secret_is_rejected(
         base_url=live_sandbox.base_url("ecwid"),
     )
     with pytest.raises(RequestRejected) as caught:
-        await wrong.exchange_code(
-            http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
-        )
+        await exchange(live_sandbox, wrong, http, params)
     assert caught.value.code == "invalid_client" and caught.value.status == 401
     # The code was not spent by the refused attempt.
-    grant = await ecwid.exchange_code(
-        http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
-    )
+    grant = await exchange(live_sandbox, ecwid, http, params)
     assert grant.account_id == params["store_id"]
 
 
@@ -397,9 +403,7 @@ async def test_token_faults(
     params = await authorize(live_sandbox, ecwid, http)
     sim.faults.set("token", fault)
     with pytest.raises(kind) as caught:
-        await ecwid.exchange_code(
-            http, params["code"], live_sandbox.redirect_uri("ecwid"), store_id=params["store_id"]
-        )
+        await exchange(live_sandbox, ecwid, http, params)
     assert type(caught.value) is kind
     if fault.retry_after is not None:
         assert isinstance(caught.value, RateLimited) and caught.value.retry_after == 7

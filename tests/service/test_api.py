@@ -19,8 +19,7 @@ from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.sandbox.core import Fault
 from shopkeys.store.vault import Vault
 from shopkeys.web import api, hot_path
-from tests.conftest import SERVICE_API_KEY, make_settings
-from tests.live import serve
+from tests.conftest import serve_service
 from tests.service import test_connect_flow as flow
 from tests.service.test_connect_flow import Driver, with_params
 
@@ -60,10 +59,10 @@ def assert_error(answer: httpx2.Response, status: int, code: str | None = None) 
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     error: dict[str, Any] = answer.json()["error"]
-    assert set(error) == {"code", "message"}
+    assert set(error) == {"code", "message"}, error
     assert error["message"]
     if code is not None:
-        assert error["code"] == code
+        assert error["code"] == code, error
     return error
 
 
@@ -457,7 +456,9 @@ async def test_return_to(driver: Driver) -> None:
     assert shown.status_code == 200
     assert shown.json()["provider"] == "shopline"
 
-    for elsewhere in ("https://evil.example/after", "//evil.example/x", "javascript:alert(1)"):
+    # Elsewhere, or not a URL at all (which once was a 500).
+    refused = ("https://evil.example/after", "//evil.example/x", "javascript:alert(1)")
+    for elsewhere in (*refused, "http://[::1", "http://[", "not a url at all"):
         answer = await driver.api(
             "POST",
             "/v1/connect-sessions",
@@ -561,18 +562,15 @@ async def test_home_page_outside_the_sandbox(
     database_url: str, tmp_path: Path, http: httpx2.AsyncClient
 ) -> None:
     """Without the sandbox the page has no login: no store list, no connect buttons."""
-    from shopkeys.web import create_app
-
-    settings = make_settings(
+    with serve_service(
         database_url,
         tmp_path / "data",
+        sandbox=False,
         aliexpress_app_key="123",
         aliexpress_app_secret=SecretStr("not-used"),
         aliexpress_base_url="http://127.0.0.1:9",
-    )
-    app = create_app(settings, sandbox_api_key=SERVICE_API_KEY)
-    headers = {"Authorization": f"Bearer {SERVICE_API_KEY}"}
-    with serve(app) as url:
+    ) as live:
+        url, headers = live.url, live.headers
         imported = await http.post(
             f"{url}/v1/connections/import",
             json={"provider": "aliexpress", "access_token": "t", "account_id": "55555"},
@@ -645,17 +643,13 @@ async def test_tiktok_shop_without_a_service_id_cannot_start_a_connection(
     database_url: str, tmp_path: Path, http: httpx2.AsyncClient
 ) -> None:
     """No quiet fallback to the legacy page: a clear 409 naming the missing setting."""
-    from shopkeys.cli.serve import service_app
-
-    settings = make_settings(
+    with serve_service(
         database_url,
         tmp_path / "data",
         tiktok_shop_app_key="6a1b2c3d4e5f6",
         tiktok_shop_app_secret=SecretStr("not-used"),
-    )
-    app = service_app(settings, sandbox=True, sandbox_api_key=SERVICE_API_KEY)
-    headers = {"Authorization": f"Bearer {SERVICE_API_KEY}"}
-    with serve(app) as url:
+    ) as live:
+        url, headers = live.url, live.headers
         answer = await http.post(
             f"{url}/v1/connect-sessions",
             json={"provider": "tiktok_shop", "end_user_id": "m-1"},
