@@ -255,7 +255,7 @@ def _bump_after_read(vault: Vault, times: int) -> list[str]:
     import sqlite3
 
     database = str(vault.engine.url.database)
-    original = vault.connections._open
+    original = vault.connections._open_token
     bumped: list[str] = []
 
     def open_then_bump(row_id: str, field_name: str, value: str) -> str:
@@ -267,7 +267,7 @@ def _bump_after_read(vault: Vault, times: int) -> list[str]:
                 other.execute(bump, (row_id,))
         return plain
 
-    vault.connections._open = open_then_bump  # type: ignore[method-assign]
+    vault.connections._open_token = open_then_bump  # type: ignore[method-assign]
     return bumped
 
 

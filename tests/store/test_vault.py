@@ -179,7 +179,7 @@ def _interleave(vault: Vault, write: str, params: tuple[object, ...]) -> list[bo
     import sqlite3
 
     url = vault.engine.url
-    original = vault.connections._open
+    original = vault.connections._open_token
     done: list[bool] = []
 
     def open_then_interfere(row_id: str, field_name: str, value: str) -> str:
@@ -190,7 +190,7 @@ def _interleave(vault: Vault, write: str, params: tuple[object, ...]) -> list[bo
                 other.execute(write, params)
         return plain
 
-    vault.connections._open = open_then_interfere  # type: ignore[method-assign]
+    vault.connections._open_token = open_then_interfere  # type: ignore[method-assign]
     return done
 
 

@@ -39,14 +39,14 @@ class ConnectionRepository(Repository):
     def _seal_token(self, row_id: str, field_name: str, value: str) -> str:
         return self._seal(TABLE, row_id, field_name, value)
 
-    def _open(self, row_id: str, field_name: str, value: str) -> str:
+    def _open_token(self, row_id: str, field_name: str, value: str) -> str:
         return self._unseal(TABLE, row_id, field_name, value)
 
     def _seal_optional(self, row_id: str, field_name: str, value: str | None) -> str | None:
         return self._seal_token(row_id, field_name, value) if value else None
 
     def _open_optional(self, row_id: str, field_name: str, value: str | None) -> str | None:
-        return self._open(row_id, field_name, value) if value else None
+        return self._open_token(row_id, field_name, value) if value else None
 
     def _write_grant(self, row: ConnectionRow, grant: Grant) -> None:
         row.access_token = self._seal_token(row.id, "access_token", grant.access_token)
@@ -178,7 +178,7 @@ class ConnectionRepository(Repository):
                 return None
             return StoredTokens(
                 connection=_connection(row),
-                access_token=self._open(row.id, "access_token", row.access_token),
+                access_token=self._open_token(row.id, "access_token", row.access_token),
                 refresh_token=self._open_optional(row.id, "refresh_token", row.refresh_token),
                 public_token=self._open_optional(row.id, "public_token", row.public_token),
             )
@@ -260,7 +260,7 @@ class ConnectionRepository(Repository):
             row = await session.get(ConnectionRow, connection_id, with_for_update=True)
             if row is None or row.refresh_token is None:
                 raise VersionConflict(connection_id)
-            current = self._open(row.id, "refresh_token", row.refresh_token)
+            current = self._open_token(row.id, "refresh_token", row.refresh_token)
             if not hmac.compare_digest(current, used):
                 raise VersionConflict(connection_id)
             now = self.clock()
@@ -368,7 +368,7 @@ class ConnectionRepository(Repository):
                     return False
                 for name, value in fields:
                     if value is not None:
-                        plain = self._open(row.id, name, value)
+                        plain = self._open_token(row.id, name, value)
                         setattr(row, name, self._seal_token(row.id, name, plain))
                 return True
 
