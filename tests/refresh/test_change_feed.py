@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from shopkeys.refresh.change_feed import HOLE_PATIENCE, ChangeFollower
 from shopkeys.refresh.token_cache import TokenCache
@@ -31,11 +32,21 @@ def cached(cache: TokenCache, *connection_ids: str) -> None:
         cache.remember(stored(connection(connection_id=connection_id)))
 
 
+@dataclass
+class Following:
+    """A cache, its follower and the scripted feed it reads, on one fake clock."""
+
+    clock: FakeClock = field(default_factory=FakeClock)
+    feed: ScriptedFeed = field(default_factory=ScriptedFeed)
+
+    def __post_init__(self) -> None:
+        self.cache = TokenCache(clock=self.clock)
+        self.follower = ChangeFollower(self.feed, self.cache, clock=self.clock)
+
+
 async def test_an_event_committed_late_is_still_seen() -> None:
-    clock = FakeClock()
-    feed = ScriptedFeed()
-    cache = TokenCache(clock=clock)
-    follower = ChangeFollower(feed, cache, clock=clock)
+    f = Following()
+    feed, cache, follower = f.feed, f.cache, f.follower
     await follower.watch_from_now()
     cached(cache, "con_a", "con_b")
 
@@ -51,10 +62,8 @@ async def test_an_event_committed_late_is_still_seen() -> None:
 
 
 async def test_a_hole_is_given_up_after_its_patience() -> None:
-    clock = FakeClock()
-    feed = ScriptedFeed()
-    cache = TokenCache(clock=clock)
-    follower = ChangeFollower(feed, cache, clock=clock)
+    f = Following()
+    clock, feed, cache, follower = f.clock, f.feed, f.cache, f.follower
     await follower.watch_from_now()
     cached(cache, "con_a")
 
@@ -69,11 +78,9 @@ async def test_a_hole_is_given_up_after_its_patience() -> None:
 
 
 async def test_without_a_start_point_everything_is_dropped() -> None:
-    clock = FakeClock()
-    feed = ScriptedFeed()
-    feed.events = {1: "con_x"}
-    cache = TokenCache(clock=clock)
-    follower = ChangeFollower(feed, cache, clock=clock)
+    f = Following()
+    cache, follower = f.cache, f.follower
+    f.feed.events = {1: "con_x"}
     cached(cache, "con_a", "con_b")
 
     assert await follower.revalidate() == 2
