@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
-from shopkeys.redact import REDACTED, RedactingFilter, guard_logs, redact
+from shopkeys.redact import REDACTED, RedactingFilter, SafeRecord, guard_logs, redact
 
 
 @pytest.mark.parametrize(
@@ -134,3 +135,53 @@ def test_values_too_short_to_be_secrets_are_not_replaced() -> None:
 def test_ordinary_words_named_like_parameters_are_kept(text: str) -> None:
     """`code`, `token` and `state` are also words platforms use for other things."""
     assert redact(text) == text
+
+
+# -- shopkeys' own API keys, tracebacks, and records built already redacted ------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /v1/connections/sk_SECRETVALUE0123456789abcdef/token",
+        "key sk_sandbox_SECRETVALUE0123456789 was refused",
+        "api_key=SECRETVALUE&end_user_id=alice",
+        '{"api_key": "SECRETVALUE"}',
+    ],
+)
+def test_api_keys_are_redacted(line: str) -> None:
+    cleaned = redact(line)
+    assert "SECRETVALUE" not in cleaned
+    assert REDACTED in cleaned
+
+
+def test_words_that_merely_contain_sk_are_kept() -> None:
+    assert redact("task_0123456789abcdefghij done") == "task_0123456789abcdefghij done"
+
+
+def test_a_records_traceback_and_stack_are_redacted() -> None:
+    try:
+        raise RuntimeError("failed on https://x.test/cb?code=SECRETVALUE&state=SECRETVALUE")
+    except RuntimeError:
+        record = logging.getLogger("uvicorn.error").makeRecord(
+            "uvicorn.error",
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception in ASGI application",
+            None,
+            sys.exc_info(),
+            sinfo="Stack (most recent call last):\n  refresh_token=SECRETVALUE",
+        )
+
+    assert RedactingFilter().filter(record)
+    formatted = logging.Formatter().format(record)
+    assert "RuntimeError" in formatted
+    assert "SECRETVALUE" not in formatted
+
+
+def test_safe_records_are_let_through_as_built() -> None:
+    # Their maker redacted what it put in them; the filter does not run its patterns again.
+    record = SafeRecord("shopkeys.access", logging.INFO, __file__, 1, "GET /x?a=b 200", None, None)
+    assert RedactingFilter().filter(record)
+    assert record.msg == "GET /x?a=b 200"
