@@ -89,7 +89,11 @@ class _Server(uvicorn.Server):
 def serve(app: ASGIApp, sock: socket.socket | None = None) -> Iterator[str]:
     """Run `app` until the block ends; yields its base URL."""
     sock = sock or reserve_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    # No `log_config` and no `log_level`: uvicorn would otherwise reconfigure the process's logging
+    # (its own handlers, its loggers made non-propagating, their levels) every time a test serves
+    # something, and a later test that configures logging as `shopkeys serve` does would find
+    # uvicorn's records going elsewhere.
+    config = uvicorn.Config(app, lifespan="on", log_config=None, log_level=None)
     server = _Server(config)
 
     def run() -> None:
