@@ -3,6 +3,7 @@ data directory, no configuration. The printed curl line returns a token after a 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -120,3 +121,58 @@ async def test_printed_curl_line_returns_a_token_after_connecting(
     finally:
         restarted.terminate()
         restarted.wait(timeout=20)
+
+
+def test_json_log_format_makes_every_line_of_the_service_a_json_object(tmp_path: Path) -> None:
+    """`SHOPKEYS_LOG_FORMAT=json shopkeys serve`: start-up, warnings, request lines and shutdown
+    are one JSON object per line on stderr, ready for a log stack."""
+    sock = reserve_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
+    command = [sys.executable, "-c", "from shopkeys.cli import main; main()"]
+    process = subprocess.Popen(
+        [*command, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**env, "SHOPKEYS_LOG_FORMAT": "json"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        # Waiting for start-up, not timing: the loop ends as soon as the server answers.
+        while True:
+            try:
+                if httpx2.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("shopkeys serve did not start")
+            time.sleep(0.05)
+        refused = httpx2.get(
+            f"{url}/v1/connections/con_AbCdEfGhIjKlMnOp/token?access_token=SECRETVALUE",
+            headers={"Authorization": "Bearer sk_SECRETVALUE"},
+        )
+        assert refused.status_code == 401
+    finally:
+        process.terminate()
+        stdout, stderr = process.communicate(timeout=20)
+
+    assert stdout == ""
+    entries = [json.loads(line) for line in stderr.splitlines()]
+    assert {"ts", "level", "logger", "msg"} <= set(entries[0])
+    loggers = {entry["logger"] for entry in entries}
+    assert {"shopkeys", "uvicorn.error", "shopkeys.access"} <= loggers
+    requests = [entry for entry in entries if entry["logger"] == "shopkeys.access"]
+    token = requests[-1]
+    assert token["method"] == "GET"
+    assert token["path"] == "/v1/connections/con_AbCdEfGhIjKlMnOp/token?access_token=[redacted]"
+    assert token["status"] == 401
+    assert token["connection_id"] == "con_AbCdEfGhIjKlMnOp"
+    assert token["client"].startswith("127.0.0.1:")
+    assert "SECRETVALUE" not in stderr
+    # uvicorn's own access log is off: ours is the only request line.
+    assert not any('HTTP/1.1" 401' in entry["msg"] for entry in entries)

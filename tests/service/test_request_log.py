@@ -50,7 +50,7 @@ def capture() -> Iterator[Callable[[LogFormat], io.StringIO]]:
     root = logging.getLogger()
     names = ("shopkeys", "uvicorn", "uvicorn.error", "uvicorn.access")
     touched = [root, *(logging.getLogger(n) for n in names)]
-    levels = [(logger, logger.level) for logger in touched]
+    saved = [(logger, logger.level, logger.propagate, logger.handlers[:]) for logger in touched]
     handlers: list[logging.Handler] = []
 
     def install(log_format: LogFormat) -> io.StringIO:
@@ -61,8 +61,11 @@ def capture() -> Iterator[Callable[[LogFormat], io.StringIO]]:
     yield install
     for handler in handlers:
         root.removeHandler(handler)
-    for logger, level in levels:
+    for logger, level, propagate, previous in saved:
         logger.setLevel(level)
+        logger.propagate = propagate
+        if logger is not root:  # pytest's own handlers come and go on the root logger
+            logger.handlers[:] = previous
 
 
 async def call(

@@ -220,4 +220,11 @@ def configure_logging(log_format: LogFormat, stream: TextIO | None = None) -> lo
     root.setLevel(logging.WARNING)
     for name in ("shopkeys", "uvicorn"):
         logging.getLogger(name).setLevel(logging.INFO)
+    for name in ("uvicorn", "uvicorn.error"):
+        # uvicorn's own logging config, if anything in the process applied it, gives these
+        # loggers handlers of their own and stops them propagating: their records would bypass
+        # this handler, its format and its redaction.
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
     return handler
