@@ -1,18 +1,24 @@
-"""Benchmark of the token hot path, `GET /v1/connections/{id}/token`, against a bare endpoint.
+"""Benchmark of `shopkeys serve` as shipped: the token hot path against a bare endpoint.
 
     .venv/bin/python bench/token_read.py [--duration 10] [--warmup 5] [--rounds 3]
 
 What it does, all on 127.0.0.1:
-1. seeds a fresh SQLite vault in a temporary directory with 10,000 connections and one API key;
-2. serves the real app (`shopkeys.web.create_app`) with uvicorn in a separate process, fetches
-   every token once (so the in-process cache is full), warms up, then drives the token route for
-   random ids with 32 connections: wrk when it is installed, else an asyncio client in a separate
-   process; then measures the p99 latency at half the throughput just reached (an open-loop,
-   rate-limited asyncio client, latency counted from each request's scheduled send time);
+1. seeds a fresh data directory (SQLite and the key file, shopkeys' defaults) with 10,000
+   connections and one API key;
+2. runs the real command, `shopkeys serve --host 127.0.0.1 --port P`, with SHOPKEYS_DATA_DIR
+   pointing at it and nothing else configured: its default logging (one request line per
+   request, redacted) and its own choice of server settings, its output going to a file. It
+   fetches every token once (so the in-process cache is full), warms up, then drives the token
+   route for random ids with 32 connections: wrk when it is installed, else an asyncio client in
+   a separate process; then measures the p99 latency at half the throughput just reached (an
+   open-loop, rate-limited asyncio client, latency counted from each request's scheduled send
+   time);
 3. serves a bare Starlette app with one route that returns a constant JSON body of the same size,
-   on the same uvicorn settings, and drives it the same way;
-4. prints requests/s, p50 and p99 for both, the ratio, and PASS/MISS against the targets
-   (ratio >= 60 %, p99 < 10 ms at half load). It exits 0 either way: a benchmark, not a test.
+   on uvicorn's defaults as anyone would run it (asyncio loop, h11, pinned so that installing
+   uvloop or httptools does not change it) with the access log off, and drives it the same way;
+4. prints requests/s, p50 and p99 for both, the ratio, PASS/MISS against the targets (ratio >=
+   60 %, p99 < 10 ms at half load), and how many lines the product logged, which shows its log
+   was on. It exits 0 either way: a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,13 +54,13 @@ TARGET_RATIO = 0.60
 TARGET_P99_MS = 10.0
 #: Cores used by other processes during a run above which the report warns.
 BUSY_MACHINE = 0.15
-#: The same uvicorn settings for both servers: one worker, quiet, no access log.
-UVICORN_OPTIONS: dict[str, Any] = {
+#: The bare endpoint's server: uvicorn's defaults, the loop and the HTTP parser pinned to what
+#: they are without extras installed (`auto` would pick uvloop and httptools where present).
+BARE_UVICORN: dict[str, Any] = {
     "host": HOST,
-    "workers": 1,
-    "log_level": "warning",
+    "loop": "asyncio",
+    "http": "h11",
     "access_log": False,
-    "lifespan": "auto",
 }
 
 
@@ -64,18 +70,19 @@ UVICORN_OPTIONS: dict[str, Any] = {
 @dataclass(frozen=True)
 class Seeded:
     data_dir: Path
-    keys: str
     ids: list[str]
     api_key: str
+    #: Encryption keys of a vault seeded before the key file was used (older manifests).
+    keys: str | None = None
 
 
 MANIFEST = "bench-seed.json"
 
 
 def save_seeded(seeded: Seeded) -> None:
-    """What `--data-dir` needs to reuse a seeded vault (bench data only: keys included)."""
+    """What `--data-dir` needs to reuse a seeded vault (bench data only: the API key included)."""
     path = seeded.data_dir / MANIFEST
-    content = {"keys": seeded.keys, "ids": seeded.ids, "api_key": seeded.api_key}
+    content = {"ids": seeded.ids, "api_key": seeded.api_key}
     path.touch(mode=0o600)
     path.write_text(json.dumps(content))
 
@@ -87,30 +94,29 @@ def load_seeded(data_dir: Path, count: int) -> Seeded | None:
         return None
     if len(content["ids"]) != count:
         raise SystemExit(f"{data_dir} holds {len(content['ids'])} connections, not {count}")
-    return Seeded(data_dir, content["keys"], content["ids"], content["api_key"])
+    return Seeded(data_dir, content["ids"], content["api_key"], content.get("keys"))
 
 
-def bench_settings(data_dir: Path, keys: str) -> Any:
-    """The settings both the seeding and the served app use: SQLite in `data_dir`, no `.env`."""
-    from pydantic import SecretStr
-
+def bench_settings(data_dir: Path) -> Any:
+    """shopkeys' defaults for `data_dir` (SQLite and the key file there), whatever the
+    environment of the bench says."""
     from shopkeys.config import Settings
 
     return Settings(
         _env_file=None,
         data_dir=data_dir,
-        database_url=SecretStr(f"sqlite:///{(data_dir / 'shopkeys.db').as_posix()}"),
-        encryption_keys=SecretStr(keys),
+        database_url=None,
+        encryption_keys=None,
         sandbox_api_key=None,
     )
 
 
-async def seed(data_dir: Path, keys: str, count: int, batch: int) -> Seeded:
+async def seed(data_dir: Path, count: int, batch: int) -> Seeded:
     """`count` connections and one admin API key, written through the vault itself."""
     from shopkeys.grant import Account, Grant
     from shopkeys.runtime import open_runtime
 
-    runtime = await open_runtime(bench_settings(data_dir, keys))
+    runtime = await open_runtime(bench_settings(data_dir))
     try:
         now = datetime.now(UTC)
         run = secrets.token_hex(3)
@@ -143,21 +149,12 @@ async def seed(data_dir: Path, keys: str, count: int, batch: int) -> Seeded:
                 rate = done / (time.perf_counter() - started)
                 print(f"  seeded {done:>6}/{count} connections ({rate:,.0f}/s)", flush=True)
         _, api_key = await runtime.api_keys.create("bench", "read")
-        return Seeded(data_dir=data_dir, keys=keys, ids=ids, api_key=api_key)
+        return Seeded(data_dir=data_dir, ids=ids, api_key=api_key)
     finally:
         await runtime.close()
 
 
 # -- the two servers ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    kind: str  # "token" (the real app) or "bare"
-    port: int
-    data_dir: Path
-    keys: str
-    body: bytes = b""
 
 
 def bare_app(body: bytes) -> Any:
@@ -173,17 +170,11 @@ def bare_app(body: bytes) -> Any:
     return Starlette(routes=[Route(TOKEN_PATH, token, methods=["GET"])])
 
 
-def run_server(spec: ServerSpec) -> None:
-    """The server process's entry point."""
+def run_bare(port: int, body: bytes) -> None:
+    """The bare server process's entry point."""
     import uvicorn
 
-    from shopkeys.web import create_app
-
-    if spec.kind == "token":
-        app = create_app(bench_settings(spec.data_dir, spec.keys))
-    else:
-        app = bare_app(spec.body)
-    uvicorn.run(app, port=spec.port, **UVICORN_OPTIONS)
+    uvicorn.run(bare_app(body), port=port, **BARE_UVICORN)
 
 
 def free_port() -> int:
@@ -200,39 +191,119 @@ class Served:
     pid: int
 
 
-@contextmanager
-def serve(spec: ServerSpec, probe_path: str, headers: dict[str, str]) -> Iterator[Served]:
-    """Run the server in its own process until the block ends."""
+def wait_until_answering(
+    name: str, url: str, probe_path: str, headers: dict[str, str], exited: Callable[[], bool]
+) -> None:
+    """Wait for start-up (not a measurement): until `probe_path` answers 200."""
     import httpx2
 
-    context = multiprocessing.get_context("spawn")
-    process = context.Process(target=run_server, args=(spec,), daemon=True)
-    process.start()
-    url = f"http://{HOST}:{spec.port}"
     deadline = time.monotonic() + 60
+    with httpx2.Client(base_url=url, headers=headers, timeout=5) as client:
+        while True:
+            if exited():
+                raise RuntimeError(f"the {name} server exited")
+            try:
+                response = client.get(probe_path)
+            except httpx2.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the {name} server did not start") from None
+                time.sleep(0.05)
+                continue
+            if response.status_code != 200:
+                raise RuntimeError(f"{probe_path} answered {response.status_code}")
+            return
+
+
+def shopkeys_command() -> list[str]:
+    """The `shopkeys` command of the Python running the bench (its virtualenv's script)."""
+    script = Path(sys.executable).with_name("shopkeys")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from shopkeys.cli import main; main()"]
+
+
+def product_environment(seeded: Seeded, extra: dict[str, str]) -> dict[str, str]:
+    """The bench's environment without any SHOPKEYS_ setting, plus the data directory: the
+    product runs on its defaults unless `--serve-env` says otherwise."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
+    env["SHOPKEYS_DATA_DIR"] = str(seeded.data_dir)
+    if seeded.keys is not None:
+        env["SHOPKEYS_ENCRYPTION_KEYS"] = seeded.keys
+    return {**env, **extra}
+
+
+@contextmanager
+def serve_product(
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    probe_path: str,
+    headers: dict[str, str],
+) -> Iterator[Served]:
+    """Run `shopkeys serve` until the block ends, its stdout and stderr going to `log_path`."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "serve", "--host", HOST, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            # No `.env` file is read from here: only the environment above configures it.
+            cwd=log_path.parent,
+        )
+    url = f"http://{HOST}:{port}"
     try:
-        with httpx2.Client(base_url=url, headers=headers, timeout=5) as client:
-            while True:  # wait for start-up, not a measurement
-                if not process.is_alive():
-                    raise RuntimeError(f"the {spec.kind} server exited with {process.exitcode}")
-                try:
-                    response = client.get(probe_path)
-                except httpx2.TransportError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the {spec.kind} server did not start") from None
-                    time.sleep(0.05)
-                    continue
-                if response.status_code != 200:
-                    raise RuntimeError(f"{probe_path} answered {response.status_code}")
-                break
+        wait_until_answering(
+            "shopkeys", url, probe_path, headers, lambda: process.poll() is not None
+        )
+        yield Served(url=url, port=port, pid=process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def serve_bare(port: int, body: bytes, probe_path: str) -> Iterator[Served]:
+    """Run the bare endpoint in its own process until the block ends."""
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=run_bare, args=(port, body), daemon=True)
+    process.start()
+    url = f"http://{HOST}:{port}"
+    try:
+        wait_until_answering("bare", url, probe_path, {}, lambda: not process.is_alive())
         assert process.pid is not None
-        yield Served(url=url, port=spec.port, pid=process.pid)
+        yield Served(url=url, port=port, pid=process.pid)
     finally:
         process.terminate()
         process.join(timeout=15)
         if process.is_alive():
             process.kill()
             process.join()
+
+
+@dataclass(frozen=True)
+class ProductLog:
+    lines: int
+    request_lines: int
+    sample: str
+
+
+def read_product_log(path: Path) -> ProductLog:
+    """How many lines the product wrote, and how many of them are token requests."""
+    lines = requests = 0
+    sample = ""
+    with path.open(encoding="utf-8", errors="replace") as log:
+        for line in log:
+            lines += 1
+            if "/v1/connections/" in line and "/token" in line:
+                requests += 1
+                sample = sample or line.rstrip("\n")
+    return ProductLog(lines, requests, sample)
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -534,6 +605,8 @@ class Options:
     generator: str
     install: bool
     data_dir: Path | None
+    serve_env: dict[str, str]
+    log: Path | None
 
 
 def parse_options(argv: list[str] | None) -> Options:
@@ -560,7 +633,23 @@ def parse_options(argv: list[str] | None) -> Options:
         type=Path,
         help="seed here once and reuse it on later runs (default: a fresh temporary directory)",
     )
+    parser.add_argument(
+        "--serve-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set for `shopkeys serve`, e.g. SHOPKEYS_LOG_FORMAT=json (repeatable)",
+    )
+    parser.add_argument(
+        "--log", type=Path, help="keep the output of `shopkeys serve` here (default: thrown away)"
+    )
     args = parser.parse_args(argv)
+    serve_env = {}
+    for item in args.serve_env:
+        name, separator, value = item.partition("=")
+        if not separator:
+            parser.error(f"--serve-env takes NAME=VALUE, not {item!r}")
+        serve_env[name] = value
     return Options(
         seed_count=args.seed_count,
         batch=args.batch,
@@ -572,6 +661,8 @@ def parse_options(argv: list[str] | None) -> Options:
         generator=args.generator,
         install=not args.no_install,
         data_dir=args.data_dir,
+        serve_env=serve_env,
+        log=args.log,
     )
 
 
@@ -649,10 +740,17 @@ async def _sweep(spec: ClientSpec) -> tuple[list[float], int, float]:
     return latencies, errors, time.perf_counter() - started
 
 
+def shipped_server_settings() -> str:
+    """The uvicorn settings `shopkeys serve` runs with, as it reports them."""
+    from shopkeys.cli.serve import uvicorn_options
+
+    options = uvicorn_options(HOST, 0)
+    shown = ("loop", "http", "access_log", "log_config")
+    return ", ".join(f"{name}={options.get(name, 'auto')}" for name in shown)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(argv)
-    from shopkeys.crypto import generate_key_ring
-
     wrk = None if options.generator == "asyncio" else find_wrk(options.install)
     if options.generator == "wrk" and wrk is None:
         print("wrk was asked for and is not available")
@@ -661,14 +759,12 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = options.data_dir or Path(tmp) / "data"
         seeded = load_seeded(data_dir, options.seed_count)
         if seeded is None:
-            keys = generate_key_ring().serialize()
             print(f"Seeding {options.seed_count:,} connections into SQLite ({data_dir}) ...")
-            seeded = asyncio.run(seed(data_dir, keys, options.seed_count, options.batch))
+            seeded = asyncio.run(seed(data_dir, options.seed_count, options.batch))
             if options.data_dir is not None:
                 save_seeded(seeded)
         else:
             print(f"Reusing {len(seeded.ids):,} connections seeded in {data_dir}")
-        keys = seeded.keys
         paths = [TOKEN_PATH.format(connection_id=i) for i in seeded.ids]
         headers = {"Authorization": f"Bearer {seeded.api_key}"}
         script = write_wrk_script(Path(tmp), seeded.ids, seeded.api_key) if wrk else None
@@ -684,14 +780,19 @@ def main(argv: list[str] | None = None) -> int:
                 duration=options.duration,
             )
 
-        token_spec = ServerSpec("token", free_port(), data_dir, keys)
-        print("Token endpoint (the real app) ...", flush=True)
-        with serve(token_spec, paths[0], headers) as token_server:
+        log_path = (options.log or Path(tmp) / "serve.log").absolute()
+        env = product_environment(seeded, options.serve_env)
+        command = shopkeys_command()
+        print(f"Token endpoint: `{' '.join([*command, 'serve'])}` ({shipped_server_settings()})")
+        if options.serve_env:
+            print(f"  with {' '.join(f'{k}={v}' for k, v in options.serve_env.items())}")
+        product_port = free_port()
+        with serve_product(command, product_port, env, log_path, paths[0], headers) as product:
             import httpx2
 
-            body = httpx2.get(token_server.url + paths[0], headers=headers).content
+            body = httpx2.get(product.url + paths[0], headers=headers).content
             filled_at = time.monotonic()
-            filled = sweep(token_server.port, paths, seeded.api_key, options.connections)
+            filled = sweep(product.port, paths, seeded.api_key, options.connections)
             print(
                 f"  cache filled: {filled.requests:,} tokens in {filled.seconds:.1f} s "
                 f"({filled.rate:,.0f}/s, {filled.errors} errors)",
@@ -702,18 +803,18 @@ def main(argv: list[str] | None = None) -> int:
             bare_body = json.dumps(
                 {"access_token": "", "padding": "p" * max(0, len(body) - len(bare_body))}
             ).encode()
-            bare_spec = ServerSpec("bare", free_port(), data_dir, keys, body=bare_body)
-            print(f"Bare Starlette endpoint ({len(bare_body)}-byte body, token's is {len(body)})")
-            with serve(bare_spec, paths[0], headers) as bare_server:
+            print(
+                f"Bare Starlette endpoint ({len(bare_body)}-byte body, token's is {len(body)}; "
+                f"uvicorn {', '.join(f'{k}={v}' for k, v in BARE_UVICORN.items() if k != 'host')})"
+            )
+            with serve_bare(free_port(), bare_body, paths[0]) as bare_server:
                 # Both servers stay up and the rounds alternate between them, so a noisy
                 # neighbour on a shared machine hits both alike; the medians are compared.
                 tokens: list[Result] = []
                 bares: list[Result] = []
                 for round_number in range(1, options.rounds + 1):
                     tokens.append(
-                        measure_max(
-                            options, wrk, script, token_server, client_spec(token_server.port)
-                        )
+                        measure_max(options, wrk, script, product, client_spec(product.port))
                     )
                     print(describe(f"token, max (round {round_number})", tokens[-1]), flush=True)
                     bares.append(
@@ -724,17 +825,26 @@ def main(argv: list[str] | None = None) -> int:
                     print(describe(f"bare, max (round {round_number})", bares[-1]), flush=True)
                 token = median_result(tokens)
                 bare = median_result(bares)
-                token_half = measure_at(
-                    token.rate / 2, options, token_server, client_spec(token_server.port)
-                )
+                token_half = measure_at(token.rate / 2, options, product, client_spec(product.port))
                 print(describe("token, half load", token_half), flush=True)
                 bare_half = measure_at(
                     token.rate / 2, options, bare_server, client_spec(bare_server.port)
                 )
                 print(describe("bare, same rate", bare_half), flush=True)
             since_filled = time.monotonic() - filled_at
+        # Read once the server has stopped, so everything it wrote is in the file.
+        logged = read_product_log(log_path)
 
     report(token, token_half, bare, bare_half)
+    sent = sum(r.requests for r in (*tokens, token_half)) + filled.requests
+    print(
+        f"product log: {logged.lines:,} lines, {logged.request_lines:,} of them token requests "
+        f"(at least {sent:,} were measured)"
+    )
+    if logged.sample:
+        print(f"  e.g. {logged.sample}")
+    else:
+        print("  WARNING: no request line: the product did not log its requests")
     cache_ttl = cache_ttl_seconds()
     if cache_ttl is not None and since_filled < cache_ttl:
         print(
@@ -764,7 +874,7 @@ def report(token: Result, token_half: Result, bare: Result, bare_half: Result) -
     print(f"{'':<22} {'req/s':>9}   {'p50 ms':>6}   {'p99 ms':>6}")
     for name, result in (
         ("bare Starlette", bare),
-        ("token endpoint", token),
+        ("shopkeys serve, token", token),
         (f"token @ {token_half.target_rate or 0:,.0f}/s", token_half),
         (f"bare @ {bare_half.target_rate or 0:,.0f}/s", bare_half),
     ):
