@@ -32,6 +32,7 @@ from shopkeys.web.request_log import (
     RequestLog,
     RequestRecord,
     configure_logging,
+    loggable_client,
     loggable_path,
 )
 from tests.live import reserve_socket, url_of
@@ -247,6 +248,22 @@ def test_secrets_in_paths_and_queries_are_redacted(path: str, query: bytes, hidd
     assert REDACTED in logged
 
 
+@pytest.mark.parametrize(
+    ("client", "logged"),
+    [
+        (("203.0.113.7", 50123), "203.0.113.7:50123"),
+        (("2001:db8::1", 443), "2001:db8::1:443"),
+        (("sk_" + "K" * 43, 0), "[redacted]:0"),  # from X-Forwarded-For, as a proxy passed it on
+        (("unknown", 0), "[redacted]:0"),
+        (None, None),
+    ],
+)
+def test_the_client_is_logged_only_as_an_address(
+    client: tuple[str, int] | None, logged: str | None
+) -> None:
+    assert loggable_client(client) == logged
+
+
 def test_a_decoded_line_break_cannot_forge_a_line() -> None:
     logged = loggable_path("/x\n2026-01-01T00:00:00.000Z INFO shopkeys.access GET /", b"a=%0Ab")
     assert "\n" not in logged
@@ -397,6 +414,8 @@ async def test_no_secret_a_request_carries_reaches_the_log(service: Service) -> 
                 "Cookie": f"shopkeys_browser={state}; session={refresh}",
             },
         )
+        # Trusted from 127.0.0.1 (a proxy on the same host): it names the client.
+        await http.get(f"{url}/healthz", headers={"X-Forwarded-For": access})
         # A form body and JSON bodies, a 422 among them.
         await http.post(
             f"{url}/connect/confirm",

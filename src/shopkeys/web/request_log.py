@@ -13,6 +13,7 @@ object; the default is one line of text per record.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import sys
@@ -30,11 +31,13 @@ LogFormat = Literal["text", "json"]
 #: The logger the request lines are written to.
 ACCESS_LOGGER = "shopkeys.access"
 
-# Connection ids are `con_` and 16 characters (store/vault.py's `new_id`).
+# Connection ids are `con_` and 16 characters (the store's `new_id`).
 _CONNECTION_PATH = re.compile(r"/v1/connections/(con_[^/?]+)")
 #: Ids shopkeys issues are `prefix_` and 16 characters; a path segment longer than any of them
 #: names nothing here, and is taken for a credential sent in the wrong place.
 _LONG_SEGMENT = re.compile(r"[^/]{21,}")
+# The common case, checked without building an address object.
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
 class RequestRecord(SafeRecord):
@@ -91,7 +94,6 @@ class RequestLog:
             return
         method: str = scope["method"]
         path = loggable_path(scope["path"], scope.get("query_string", b""))
-        client = scope.get("client")
         record = RequestRecord(
             self.logger.name,
             level,
@@ -105,7 +107,7 @@ class RequestLog:
         record.path = path
         record.status = status
         record.duration_ms = duration_ms
-        record.client = f"{client[0]}:{client[1]}" if client else None
+        record.client = loggable_client(scope.get("client"))
         record.connection_id = connection_of(path)
         self.logger.handle(record)
 
@@ -122,6 +124,23 @@ def loggable_path(path: str, query: bytes) -> str:
         # A decoded line break would start a forged log line.
         path = path.encode("unicode_escape").decode("ascii")
     return path
+
+
+def loggable_client(client: tuple[str, int] | None) -> str | None:
+    """`host:port`, the host only when it is an IP address.
+
+    Behind a proxy on the same host uvicorn takes the client from `X-Forwarded-For`, which is
+    whatever the request said: a token sent there must not become the logged address.
+    """
+    if not client:
+        return None
+    host, port = client
+    if _IPV4.fullmatch(host) is None:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            host = REDACTED
+    return f"{host}:{port}"
 
 
 def connection_of(path: str) -> str | None:
