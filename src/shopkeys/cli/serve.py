@@ -60,7 +60,7 @@ def service_app(
     return create_app(settings, sandbox=build_sandbox(settings), sandbox_api_key=sandbox_api_key)
 
 
-# The token route with uvloop and httptools serves 1.6-1.9 times the requests it serves on
+# The token route with uvloop and httptools serves about 1.6 times the requests it serves on
 # uvicorn's pure-Python defaults (asyncio, h11) on the same machine (README, "Performance"). Named
 # here rather than left to uvicorn's `auto`, which would silently fall back; the fallback below
 # is only for platforms these packages are not installed on (uvloop has no Windows build).
