@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -109,8 +110,10 @@ async def test_two_processes_upgrade_a_fresh_database_at_once(
     ]
     try:
         for process in processes:
-            assert process.stdout is not None
-            assert process.stdout.readline().strip() == "ready"
+            assert process.stdout is not None and process.stderr is not None
+            if process.stdout.readline().strip() != "ready":
+                process.wait(timeout=60)
+                pytest.fail(f"a process failed before its upgrade: {process.stderr.read()}")
         for process in processes:
             assert process.stdin is not None
             process.stdin.write("go\n")
@@ -130,6 +133,45 @@ async def test_two_processes_upgrade_a_fresh_database_at_once(
         assert len(versions) == 1
     finally:
         await engine.dispose()
+
+
+class _Cursor:
+    """A cursor whose first `locked` switches to WAL fail as a concurrent opener's would."""
+
+    def __init__(self, locked: int, error: str = "database is locked") -> None:
+        self.locked = locked
+        self.error = error
+        self.tries = 0
+
+    def execute(self, statement: str) -> None:
+        self.tries += 1
+        if self.tries <= self.locked:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_switching_to_wal_waits_out_another_process_doing_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(db.time, "sleep", pauses.append)
+    cursor = _Cursor(locked=3)
+    db._write_ahead_log(cursor)
+    assert cursor.tries == 4
+    assert pauses == [db.WAL_RETRY_SECONDS * n for n in (1, 2, 3)]
+
+
+def test_switching_to_wal_gives_up_in_the_end_and_never_hides_other_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(db.time, "sleep", lambda _: None)
+    always = _Cursor(locked=db.WAL_ATTEMPTS)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        db._write_ahead_log(always)
+    assert always.tries == db.WAL_ATTEMPTS
+    broken = _Cursor(locked=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        db._write_ahead_log(broken)
+    assert broken.tries == 1
 
 
 # -- 2. the SQLite files are the owner's alone ------------------------------------------------

@@ -8,8 +8,10 @@ import fcntl
 import logging
 import os
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -158,12 +160,35 @@ def _tighten(file: Path) -> None:
         log.warning("%s is open to other users and cannot be changed; `chmod 600` it", file)
 
 
+#: Tries at switching a fresh SQLite database to WAL while another process does the same.
+WAL_ATTEMPTS = 20
+WAL_RETRY_SECONDS = 0.05
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _write_ahead_log(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _write_ahead_log(cursor: Any) -> None:
+    """Switch the database to WAL (it stays so: the mode belongs to the file).
+
+    Two processes opening a fresh database at once (the service and a CLI command) both switch
+    it, and SQLite answers the loser "database is locked" at once, without waiting out the busy
+    timeout. The loser tries again after a short pause; by then the file is in WAL mode. The
+    pause blocks this thread, which only ever happens while a database is being created.
+    """
+    for attempt in range(1, WAL_ATTEMPTS + 1):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, whichever adapter raised it
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS:
+                raise
+            time.sleep(WAL_RETRY_SECONDS * attempt)
 
 
 def _alembic_config(connection: Connection) -> Config:
