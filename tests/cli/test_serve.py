@@ -176,3 +176,24 @@ def test_json_log_format_makes_every_line_of_the_service_a_json_object(tmp_path:
     assert "SECRETVALUE" not in stderr
     # uvicorn's own access log is off: ours is the only request line.
     assert not any('HTTP/1.1" 401' in entry["msg"] for entry in entries)
+
+
+def test_the_sandbox_key_goes_in_a_data_directory_only_its_owner_can_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    from shopkeys.cli.serve import sandbox_api_key
+    from shopkeys.config import Settings
+
+    monkeypatch.delenv("SHOPKEYS_SANDBOX_API_KEY", raising=False)
+    old = os.umask(0o022)
+    try:
+        key = sandbox_api_key(Settings(data_dir=tmp_path / "data"))
+    finally:
+        os.umask(old)
+    # The first run creates the directory here, before the runtime would: it must not be 0755,
+    # or the runtime warns a new user about a directory it made itself.
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "data" / "sandbox-api-key").stat().st_mode) == 0o600
+    assert key.startswith("sk_sandbox_")
