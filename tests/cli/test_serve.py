@@ -18,21 +18,24 @@ import pytest
 from shopkeys.sandbox.browser import press
 from tests.live import reserve_socket
 
+SERVE = [sys.executable, "-c", "from shopkeys.cli import main; main()", "serve"]
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+
+def _start(tmp_path: Path, *args: str, **popen: object) -> tuple[str, subprocess.Popen[str]]:
+    """`shopkeys serve ARGS` in its own process, in `tmp_path`, with no SHOPKEYS_ settings of
+    the developer's (`env` adds some); returns its URL once it answers."""
     sock = reserve_socket()
     port = sock.getsockname()[1]
     sock.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
-    command = [sys.executable, "-c", "from shopkeys.cli import main; main()"]
-    process = subprocess.Popen(
-        [*command, "serve", "--sandbox", "--port", str(port)],
+    extra = popen.pop("env", {})
+    assert isinstance(extra, dict)
+    process: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
+        [*SERVE, *args, "--port", str(port)],
         cwd=tmp_path,
-        env={**env, "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        env={**env, **extra},
         text=True,
+        **popen,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -40,13 +43,25 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     while True:
         try:
             if httpx2.get(f"{url}/healthz").status_code == 200:
-                break
+                return url, process
         except httpx2.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"shopkeys serve did not start:\n{process.communicate()[0]}")
+            output = "".join(part or "" for part in process.communicate())
+            pytest.fail(f"shopkeys serve did not start:\n{output}")
         time.sleep(0.05)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    url, process = _start(
+        tmp_path,
+        "--sandbox",
+        env={"COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield url, process
     finally:
@@ -85,36 +100,12 @@ async def test_printed_curl_line_returns_a_token_after_connecting(
         assert "code=[redacted]" in printed
         assert (tmp_path / ".shopkeys" / "encryption-keys").stat().st_mode & 0o777 == 0o600
     # The same data directory serves the token after a restart, through the printed line.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
-    sock = reserve_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    restarted = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from shopkeys.cli import main; main()",
-            "serve",
-            "--sandbox",
-            "--port",
-            str(port),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    restarted_url, restarted = _start(
+        tmp_path, "--sandbox", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        token_url = match.group(2).replace(url, f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                answer = httpx2.get(token_url, headers={"Authorization": f"Bearer {api_key}"})
-                break
-            except httpx2.TransportError:
-                if restarted.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("shopkeys serve did not restart")
-                time.sleep(0.05)
+        token_url = match.group(2).replace(url, restarted_url)
+        answer = httpx2.get(token_url, headers={"Authorization": f"Bearer {api_key}"})
         assert answer.status_code == 200, answer.text
         assert answer.json()["provider"] == "tiktok_shop"
         assert answer.json()["access_token"]
@@ -126,32 +117,13 @@ async def test_printed_curl_line_returns_a_token_after_connecting(
 def test_json_log_format_makes_every_line_of_the_service_a_json_object(tmp_path: Path) -> None:
     """`SHOPKEYS_LOG_FORMAT=json shopkeys serve`: start-up, warnings, request lines and shutdown
     are one JSON object per line on stderr, ready for a log stack."""
-    sock = reserve_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
-    command = [sys.executable, "-c", "from shopkeys.cli import main; main()"]
-    process = subprocess.Popen(
-        [*command, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env={**env, "SHOPKEYS_LOG_FORMAT": "json"},
+    url, process = _start(
+        tmp_path,
+        env={"SHOPKEYS_LOG_FORMAT": "json"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        # Waiting for start-up, not timing: the loop ends as soon as the server answers.
-        while True:
-            try:
-                if httpx2.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("shopkeys serve did not start")
-            time.sleep(0.05)
         refused = httpx2.get(
             f"{url}/v1/connections/con_AbCdEfGhIjKlMnOp/token?access_token=SECRETVALUE",
             headers={"Authorization": "Bearer sk_SECRETVALUE"},
