@@ -28,7 +28,6 @@ from shopkeys.flow_errors import (
     WrongBrowser,
 )
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
-from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.repository import VersionConflict
 from shopkeys.web.errors import ApiError, error_response
 
@@ -49,7 +48,6 @@ STATUSES: dict[type[Exception], tuple[int, str | None]] = {
     NotRefreshable: (409, "not_refreshable"),
     ConnectionUnusable: (409, "needs_reauth"),
     # What the store refuses.
-    EndUserConflict: (409, "already_claimed"),
     VersionConflict: (409, "conflict"),
     # What a platform answered.
     NotSupported: (400, "not_supported"),
@@ -63,8 +61,6 @@ _MESSAGES: dict[type[Exception], str] = {
     # Other writers changed the connection through every retry: nothing was written, and the
     # same request again should succeed. The exception itself may hold an id.
     VersionConflict: "the connection changed while this request wrote it; try again",
-    EndUserConflict: "the connection belongs to another end user: send its current end user as "
-    "expected_end_user_id to move it",
 }
 
 
