@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, SecretStr, create_model, field_validator
+from pydantic import AfterValidator, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopkeys.credentials import AppCredentials
@@ -100,6 +100,36 @@ class _ServiceSettings(BaseSettings):
     return_to_origins: str = ""
     #: How log lines are written: "text" for people, "json" (one object a line) for log stacks.
     log_format: Literal["text", "json"] = "text"
+
+    # The refresh engine (see the README's "Refresh policy").
+    #: Whether `shopkeys serve` runs the scheduler (off when `shopkeys worker` runs it apart).
+    scheduler: bool = True
+    #: Seconds between the scheduler's sweeps for connections due a refresh.
+    refresh_interval: float = Field(default=30.0, gt=0)
+    #: Refresh when less than this share of the access token's lifetime is left...
+    refresh_fraction: float = Field(default=0.2, gt=0, lt=1)
+    #: ...and at least this many seconds ahead of its expiry.
+    refresh_min_lead: float = Field(default=300.0, ge=0)
+    #: Up to this share of the lead is taken off at random, so tokens issued together spread out.
+    refresh_jitter: float = Field(default=0.1, ge=0, lt=1)
+    #: How many refreshes one instance runs at once.
+    refresh_concurrency: int = Field(default=16, ge=1, le=1000)
+    #: Seconds a call to a platform may take before it counts as failed.
+    platform_timeout: float = Field(default=30.0, gt=0)
+    #: A `reauth_due` event goes out when a grant will end within this many seconds.
+    reauth_warning: float = Field(default=7 * 86400.0, ge=0)
+
+    # Events for the app, as Standard Webhooks.
+    #: Where events are POSTed; unset: events are only logged in the database.
+    webhook_url: HttpUrl = None
+    #: `whsec_` + base64 of the signing key; generated into the data directory when unset.
+    webhook_secret: SecretStr | None = None
+    #: Seconds after which an event that could not be delivered is given up.
+    webhook_give_up_after: float = Field(default=3 * 86400.0, gt=0)
+
+    #: Whether `/metrics` serves Prometheus metrics, and whether it asks for an API key.
+    metrics: bool = True
+    metrics_require_api_key: bool = False
 
     # Sandbox lifetimes in seconds, overriding each simulated platform's real ones when set.
     sandbox_code_ttl: float | None = None

@@ -45,7 +45,7 @@ async def test_migrations_apply_on_an_empty_database(
 ) -> None:
     engine = db.create_engine(db.database_url(empty_database_url, tmp_path))
     try:
-        assert await db.pending_migrations(engine) == ["0001", "0002", "0003"]
+        assert await db.pending_migrations(engine) == ["0001", "0002", "0003", "0004"]
         await db.upgrade(engine)
         assert await db.pending_migrations(engine) == []
         await db.upgrade(engine)  # idempotent
@@ -150,12 +150,12 @@ async def test_save_refresh_is_atomic_with_its_event(
     vault: Vault, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connection, _ = await vault.connections.upsert(grant(), account(), end_user_id=None)
-    import shopkeys.store.connections as connections_module
+    import shopkeys.store.repository as repository_module
 
-    def broken_event(*args: object, **kwargs: object) -> object:
+    async def broken_event(*args: object, **kwargs: object) -> object:
         raise RuntimeError("event store down")
 
-    monkeypatch.setattr(connections_module, "connection_event", broken_event)
+    monkeypatch.setattr(repository_module, "record_event", broken_event)
     with pytest.raises(RuntimeError):
         await vault.connections.save_refresh(
             connection.id,
@@ -540,7 +540,7 @@ async def test_upgrade_from_0001_keeps_connections(empty_database_url: str, tmp_
                 lambda sync: db.command.upgrade(db._alembic_config(sync), "0001")
             )
         old = Vault(engine, KeyRing.parse(TEST_KEYS))
-        assert await db.pending_migrations(engine) == ["0002", "0003"]
+        assert await db.pending_migrations(engine) == ["0002", "0003", "0004"]
         # The first release's vault wrote no public_token column; insert as it did.
         async with engine.begin() as connection:
             await connection.execute(

@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shopkeys.store.ids import new_id
 from shopkeys.store.records import ApiKey
-from shopkeys.store.repository import Repository, new_id
+from shopkeys.store.repository import Repository
 from shopkeys.store.tables import ApiKeyRow
 
 

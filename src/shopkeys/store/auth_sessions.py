@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkeys.grant import Account, Grant
 from shopkeys.store.grant_json import grant_and_account_from, grant_and_account_json
+from shopkeys.store.ids import new_id
 from shopkeys.store.records import AuthSession
-from shopkeys.store.repository import Repository, new_id
+from shopkeys.store.repository import Repository
 from shopkeys.store.tables import AuthSessionRow
 
 TABLE = "auth_sessions"

@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkeys.grant import Account, Grant
-from shopkeys.store.events import connection_event
 from shopkeys.store.grant_json import shop_json
+from shopkeys.store.ids import new_id
 from shopkeys.store.records import ACTIVE, NEEDS_REAUTH, Connection, StoredTokens
-from shopkeys.store.repository import Repository, VersionConflict, new_id
+from shopkeys.store.repository import Repository, VersionConflict
 from shopkeys.store.tables import ConnectionRow
 
 TABLE = "connections"
@@ -150,10 +150,10 @@ class ConnectionRepository(Repository):
         detail: dict[str, Any] = {"version": row.version}
         if source:
             detail["source"] = source
-        session.add(connection_event(row, "connected" if created else "reconnected", now, detail))
+        await self._event(session, row, "connected" if created else "reconnected", now, detail)
         if moved_from is not None:
             moved = {"from": moved_from, "to": end_user_id}
-            session.add(connection_event(row, "moved", now, moved))
+            await self._event(session, row, "moved", now, moved)
         record = _connection(row)
         self._after_commit(session, row.id)
         return record, created
@@ -241,7 +241,7 @@ class ConnectionRepository(Repository):
             if row is None:
                 return None
             record = _connection(row)
-            session.add(connection_event(row, "disconnected", self.clock(), {}))
+            await self._event(session, row, "disconnected", self.clock(), {})
             await session.delete(row)
             self._after_commit(session, connection_id)
             return record
@@ -281,7 +281,7 @@ class ConnectionRepository(Repository):
             row.refresh_failures = 0
             row.last_error = None
             await session.flush()
-            session.add(connection_event(row, "refreshed", now, {"version": row.version}))
+            await self._event(session, row, "refreshed", now, {"version": row.version})
             self._after_commit(session, row.id)
             return _connection(row)
 
@@ -306,7 +306,7 @@ class ConnectionRepository(Repository):
                 row.version += 1
                 kind = "needs_reauth"
             await session.flush()
-            session.add(connection_event(row, kind, now, {"error": message}))
+            await self._event(session, row, kind, now, {"error": message})
             self._after_commit(session, row.id)
             return _connection(row)
 
@@ -341,7 +341,7 @@ class ConnectionRepository(Repository):
             row.end_user_id = end_user_id
             row.updated_at = now
             await session.flush()
-            session.add(connection_event(row, "end_user_changed", now, detail))
+            await self._event(session, row, "end_user_changed", now, detail)
             self._after_commit(session, row.id)
             return _connection(row)
 

@@ -1,29 +1,18 @@
 """The event log: what happened to each connection, and the change feed caches follow.
 
 Events are written by the repository whose change they record, in that change's transaction
-(`connection_event`), so no change is committed without its event; this repository reads them.
+(`store/recording.py`), so no change is committed without its event; this repository reads them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, or_, select
 
 from shopkeys.store.records import Event
 from shopkeys.store.repository import Repository
-from shopkeys.store.tables import ConnectionRow, EventRow
-
-
-def connection_event(
-    row: ConnectionRow, kind: str, now: datetime, detail: dict[str, Any]
-) -> EventRow:
-    """The event recording a change to `row`, to add in the same transaction as the change."""
-    return EventRow(
-        connection_id=row.id, provider=row.provider, kind=kind, detail=detail, created_at=now
-    )
+from shopkeys.store.tables import EventRow
 
 
 class EventRepository(Repository):

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from shopkeys.clock import Clock
 from shopkeys.crypto import KeyRing
+from shopkeys.refresh_plan import RefreshPlan
+from shopkeys.store.recording import record_event
+from shopkeys.store.tables import ConnectionRow
 
 Listener = Callable[[str], None]
 T = TypeVar("T")
@@ -59,21 +63,36 @@ class Backoff:
 BACKOFF = Backoff()
 
 
-def new_id(prefix: str) -> str:
-    """A random public id such as `con_3kTm...`."""
-    return f"{prefix}_{secrets.token_urlsafe(12)}"
+#: The PostgreSQL channel on which every committed change to a connection is announced, with
+#: the connection's id as payload, so other instances' caches drop it at once.
+CHANGES_CHANNEL = "shopkeys_changes"
 
 
 class Storage:
-    """One database, key ring, clock and set of change listeners, shared by every repository."""
+    """One database, key ring, clock and set of change listeners, shared by every repository.
 
-    def __init__(self, engine: AsyncEngine, keys: KeyRing, clock: Clock) -> None:
+    `plan` says when each stored token comes due for a refresh; `outbox` whether events are
+    queued for the app (a webhook URL is set).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: KeyRing,
+        clock: Clock,
+        *,
+        plan: RefreshPlan,
+        outbox: bool,
+    ) -> None:
         self.engine = engine
         # Replaced whole by `shopkeys keys rotate`: repositories read it at every use.
         self.keys = keys
         self.clock = clock
+        self.plan = plan
+        self.outbox = outbox
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.listeners: list[Listener] = []
+        self.announces = engine.dialect.name == "postgresql"
 
 
 class Repository:
@@ -93,6 +112,10 @@ class Repository:
     @property
     def clock(self) -> Clock:
         return self._storage.clock
+
+    @property
+    def plan(self) -> RefreshPlan:
+        return self._storage.plan
 
     def _session(self) -> AsyncSession:
         """A session for reads; writes go through `_transaction` or `_retrying`."""
@@ -141,8 +164,20 @@ class Repository:
                         counts[key_id] = counts.get(key_id, 0) + 1
         return counts
 
+    async def _event(
+        self,
+        session: AsyncSession,
+        row: ConnectionRow,
+        kind: str,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> None:
+        """Record `kind` for `row` in this transaction (and queue it for the app)."""
+        await record_event(session, row, kind, now, detail, outbox=self._storage.outbox)
+
     def _after_commit(self, session: AsyncSession, connection_id: str) -> None:
-        """Tell the listeners (the token cache) about the connection once `session` commits."""
+        """Tell the listeners (the token cache) about the connection once `session` commits,
+        and on PostgreSQL every other instance too (NOTIFY is delivered at commit)."""
 
         def changed(_session: object) -> None:
             for listener in self._storage.listeners:
@@ -150,3 +185,13 @@ class Repository:
 
         # Listeners must not see a change that is then rolled back.
         sa_event.listen(session.sync_session, "after_commit", changed, once=True)
+        if self._storage.announces:
+
+            def announce(sync_session: Session) -> None:
+                # Runs inside the transaction, which NOTIFY needs; sent only if it commits.
+                sync_session.execute(
+                    text("SELECT pg_notify(:channel, :id)"),
+                    {"channel": CHANGES_CHANNEL, "id": connection_id},
+                )
+
+            sa_event.listen(session.sync_session, "before_commit", announce, once=True)

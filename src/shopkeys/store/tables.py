@@ -69,11 +69,19 @@ class ConnectionRow(Base):
     connected_at: Mapped[datetime | None]
     last_refreshed_at: Mapped[datetime | None]
     # Refresh bookkeeping for the refresh engine: when to try, failures so far, who holds it.
+    # Written with plain UPDATEs that leave `version` alone: `version` moves only with the
+    # tokens and the status, so bookkeeping never makes a token write lose its compare-and-set.
     next_refresh_at: Mapped[datetime | None]
     refresh_failures: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The kind of the last failure (`temporary`, `rate_limited`, ...), shared with every caller.
+    last_error_kind: Mapped[str | None] = mapped_column(String(32))
+    #: No caller or instance asks the platform again before this (a `Retry-After`, a backoff).
+    blocked_until: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    #: The deadline a `reauth_due` event was last sent for: one event per deadline.
+    reauth_notified_for: Mapped[datetime | None]
 
     # Every ORM UPDATE or DELETE of a connection says `WHERE version = <the version read>` and
     # fails (StaleDataError) if another writer changed the row in between. SQLite ignores
@@ -119,6 +127,34 @@ class EventRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    """An event on its way to the app's webhook URL: the outbox, written with the event."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_connection", "connection_id", "event_id"),
+    )
+
+    #: The `webhook-id` header: the same on every attempt, so the app can drop repeats.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    event_id: Mapped[int] = mapped_column(Integer, ForeignKey("events.id", ondelete="CASCADE"))
+    connection_id: Mapped[str | None] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(48))
+    #: The JSON body sent, as signed: `{"type", "timestamp", "data"}`.
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: `pending`, `delivered` or `failed` (given up).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class ApiKeyRow(Base):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopkeys.clock import Clock, utc_now
 from shopkeys.crypto import KeyRing
+from shopkeys.refresh_plan import RefreshPlan
 from shopkeys.store.api_keys import ApiKeyRepository
 from shopkeys.store.auth_sessions import AuthSessionRepository
 from shopkeys.store.connections import ConnectionRepository
@@ -22,8 +23,17 @@ from shopkeys.store.repository import Listener, Storage
 class Vault:
     """Storage of connections, connect sessions, events and API keys."""
 
-    def __init__(self, engine: AsyncEngine, keys: KeyRing, *, clock: Clock = utc_now) -> None:
-        self._storage = Storage(engine, keys, clock)
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        keys: KeyRing,
+        *,
+        clock: Clock = utc_now,
+        plan: RefreshPlan | None = None,
+        outbox: bool = False,
+    ) -> None:
+        """`plan` says when tokens come due for a refresh; `outbox` queues events for the app."""
+        self._storage = Storage(engine, keys, clock, plan=plan or RefreshPlan(), outbox=outbox)
         self.connections = ConnectionRepository(self._storage)
         self.sessions = AuthSessionRepository(self._storage)
         self.events = EventRepository(self._storage)
