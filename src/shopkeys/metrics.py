@@ -1,0 +1,99 @@
+"""Prometheus counters of what the refresh engine, scheduler and event outbox do.
+
+The metrics live in their own `REGISTRY`, not the client's global one, so only shopkeys' own
+metrics are served and tests can read them without what other libraries register. Labels carry
+provider names and fixed outcome words only: never a token, a secret or an account's name.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shopkeys.platform import Platform
+
+REGISTRY = CollectorRegistry()
+
+#: Outcomes of one call to refresh a connection's tokens.
+REFRESH_OUTCOMES = (
+    "refreshed",
+    "temporary_failure",
+    "rate_limited",
+    "needs_reauth",
+    "joined",
+    "skipped",
+)
+#: Outcomes that did not call the platform, so their time says nothing about its latency.
+_NOT_TIMED = frozenset({"joined", "skipped"})
+
+LEASE_KINDS = ("refresh", "claim")
+DELIVERY_OUTCOMES = ("delivered", "retry", "given_up")
+
+_refreshes = Counter(
+    "shopkeys_refreshes",
+    "Token refreshes finished, by provider and outcome.",
+    ("provider", "outcome"),
+    registry=REGISTRY,
+)
+_refresh_duration = Histogram(
+    "shopkeys_refresh_duration_seconds",
+    "Time a refresh took, platform call included (joined and skipped refreshes left out).",
+    ("provider",),
+    # Platforms answer in tens of milliseconds to tens of seconds (timeouts, slow retries).
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+_lease_conflicts = Counter(
+    "shopkeys_lease_conflicts",
+    "Leases another instance held: a connection's refresh lease, or a scheduler claim lost.",
+    ("kind",),
+    registry=REGISTRY,
+)
+_sweeps = Counter(
+    "shopkeys_scheduler_sweeps",
+    "Scheduler sweeps for connections coming due.",
+    registry=REGISTRY,
+)
+_claimed = Counter(
+    "shopkeys_scheduler_claimed",
+    "Connections the scheduler claimed to refresh.",
+    registry=REGISTRY,
+)
+_deliveries = Counter(
+    "shopkeys_event_deliveries",
+    "Event deliveries to the app's webhook, by outcome.",
+    ("outcome",),
+    registry=REGISTRY,
+)
+
+# Every known label value starts at zero, so dashboards and rate() see a series from the start.
+for _provider in Platform:
+    _refresh_duration.labels(provider=_provider.value)
+    for _outcome in REFRESH_OUTCOMES:
+        _refreshes.labels(provider=_provider.value, outcome=_outcome)
+for _kind in LEASE_KINDS:
+    _lease_conflicts.labels(kind=_kind)
+for _outcome in DELIVERY_OUTCOMES:
+    _deliveries.labels(outcome=_outcome)
+
+
+def refresh_finished(provider: str, outcome: str, seconds: float) -> None:
+    """Count one refresh of `provider`'s connection ending in `outcome`, which took `seconds`."""
+    _refreshes.labels(provider=provider, outcome=outcome).inc()
+    if outcome not in _NOT_TIMED:
+        _refresh_duration.labels(provider=provider).observe(seconds)
+
+
+def lease_conflict(kind: str) -> None:
+    """Count one lease found held by another instance (`refresh` or `claim`)."""
+    _lease_conflicts.labels(kind=kind).inc()
+
+
+def scheduler_sweep(claimed: int) -> None:
+    """Count one scheduler sweep that claimed `claimed` connections."""
+    _sweeps.inc()
+    _claimed.inc(claimed)
+
+
+def event_delivery(outcome: str) -> None:
+    """Count one attempt to deliver an event (`delivered`, `retry` or `given_up`)."""
+    _deliveries.labels(outcome=outcome).inc()
