@@ -18,6 +18,7 @@ from shopkeys.store.auth_sessions import AuthSessionRepository
 from shopkeys.store.connections import ConnectionRepository
 from shopkeys.store.events import EventRepository
 from shopkeys.store.repository import Listener, Storage
+from shopkeys.store.stats import StatsRepository
 
 
 class Vault:
@@ -38,6 +39,7 @@ class Vault:
         self.sessions = AuthSessionRepository(self._storage)
         self.events = EventRepository(self._storage)
         self.api_keys = ApiKeyRepository(self._storage)
+        self.stats = StatsRepository(self._storage)
 
     @property
     def engine(self) -> AsyncEngine:
