@@ -36,11 +36,15 @@ class ProviderError(ShopkeysError):
         endpoint: str,
         code: str | None = None,
         status: int | None = None,
+        request_sent: bool = True,
     ) -> None:
         self.provider = provider
         self.endpoint = endpoint
         self.code = code
         self.status = status
+        #: False only when the request surely never reached the platform (the connection was
+        #: refused): a refresh that failed otherwise may have rotated the refresh token.
+        self.request_sent = request_sent
         self.detail = message
         where = f"{provider} {endpoint}"
         what = f"{code}: {message}" if code else message

@@ -59,6 +59,17 @@ class ConnectionRepository(Repository):
         row.refresh_expires_at = grant.refresh_expires_at
         row.scopes = list(grant.scopes)
         row.metadata_ = dict(grant.raw)
+        # New tokens: a fresh start for the refresh engine, and the next refresh planned now, so
+        # no refreshable connection is ever without one.
+        row.next_refresh_at = (
+            self.plan.next_refresh(self.clock(), grant.access_expires_at)
+            if grant.refresh_token
+            else None
+        )
+        row.refresh_failures = 0
+        row.last_error = None
+        row.last_error_kind = None
+        row.blocked_until = None
 
     async def upsert(
         self,
@@ -143,9 +154,7 @@ class ConnectionRepository(Repository):
         row.status = ACTIVE
         row.shops = [shop_json(shop) for shop in account.shops]
         row.updated_at = now
-        row.refresh_failures = 0
-        row.last_error = None
-        row.next_refresh_at = None
+        row.reauth_notified_for = None
         await session.flush()
         detail: dict[str, Any] = {"version": row.version}
         if source:
@@ -248,12 +257,15 @@ class ConnectionRepository(Repository):
 
         return await self._retrying(work)
 
-    async def save_refresh(self, connection_id: str, grant: Grant, *, used: str) -> Connection:
+    async def save_refresh(
+        self, connection_id: str, grant: Grant, *, used: str, lease_owner: str | None = None
+    ) -> Connection:
         """Store a refreshed grant and its event, if the row still holds the refresh token `used`.
 
-        The rotated refresh token is written in the same transaction that records the refresh,
-        so a crash cannot keep the old (now dead) refresh token. A row whose refresh token
-        changed meanwhile (a reconnect, another refresher) raises `VersionConflict`.
+        The rotated refresh token is written in the same transaction that records the refresh
+        and releases `lease_owner`'s lease, so a crash cannot keep the old (now dead) refresh
+        token. A row whose refresh token changed meanwhile (a reconnect, another refresher)
+        raises `VersionConflict`, and nothing is written.
         """
 
         async def work(session: AsyncSession) -> Connection:
@@ -278,8 +290,7 @@ class ConnectionRepository(Repository):
             row.status = ACTIVE
             row.updated_at = now
             row.last_refreshed_at = now
-            row.refresh_failures = 0
-            row.last_error = None
+            _release(row, lease_owner)
             await session.flush()
             await self._event(session, row, "refreshed", now, {"version": row.version})
             self._after_commit(session, row.id)
@@ -288,9 +299,22 @@ class ConnectionRepository(Repository):
         return await self._retrying(work)
 
     async def record_refresh_failure(
-        self, connection_id: str, message: str, *, dead: bool
+        self,
+        connection_id: str,
+        message: str,
+        *,
+        dead: bool,
+        kind: str | None = None,
+        retry_at: datetime | None = None,
+        hold_until: datetime | None = None,
+        lease_owner: str | None = None,
     ) -> Connection | None:
-        """Note a failed refresh; `dead` marks the connection as needing re-authorization."""
+        """Note a failed refresh; `dead` marks the connection as needing re-authorization.
+
+        `kind` names the failure for the callers that share it, `retry_at` is when the
+        scheduler tries again, and until `hold_until` no caller asks the platform again (a
+        `Retry-After`). `lease_owner`'s lease is released in the same transaction.
+        """
 
         async def work(session: AsyncSession) -> Connection | None:
             row = await session.get(ConnectionRow, connection_id, with_for_update=True)
@@ -299,16 +323,48 @@ class ConnectionRepository(Repository):
             now = self.clock()
             row.refresh_failures += 1
             row.last_error = message
+            row.last_error_kind = kind
             row.updated_at = now
-            kind = "refresh_failed"
-            if dead and row.status != NEEDS_REAUTH:
-                row.status = NEEDS_REAUTH
-                row.version += 1
-                kind = "needs_reauth"
+            row.blocked_until = hold_until
+            if retry_at is not None:
+                row.next_refresh_at = retry_at
+            _release(row, lease_owner)
+            event = "refresh_failed"
+            detail: dict[str, Any] = {"error": message}
+            if kind:
+                detail["kind"] = kind
+            if dead:
+                row.next_refresh_at = None
+                if row.status != NEEDS_REAUTH:
+                    row.status = NEEDS_REAUTH
+                    row.version += 1
+                    event = "needs_reauth"
+            elif retry_at is not None:
+                detail["retry_at"] = retry_at.isoformat()
             await session.flush()
-            await self._event(session, row, kind, now, {"error": message})
+            await self._event(session, row, event, now, detail)
             self._after_commit(session, row.id)
             return _connection(row)
+
+        return await self._retrying(work)
+
+    async def note_reauth_due(self, connection_id: str, deadline: datetime) -> bool:
+        """Record a `reauth_due` event for `deadline`, once per deadline; True when recorded.
+
+        Several instances may find the same deadline: the first records it, the others see
+        that it was recorded and do nothing.
+        """
+
+        async def work(session: AsyncSession) -> bool:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None or row.status != ACTIVE or row.reauth_notified_for == deadline:
+                return False
+            now = self.clock()
+            row.reauth_notified_for = deadline
+            await session.flush()
+            detail = {"deadline": deadline.isoformat()}
+            await self._event(session, row, "reauth_due", now, detail)
+            return True
 
         return await self._retrying(work)
 
@@ -396,6 +452,13 @@ def _lost_insert_race(exc: IntegrityError) -> bool:
     )
 
 
+def _release(row: ConnectionRow, owner: str | None) -> None:
+    """Release `owner`'s lease on `row` if it still holds it (a lapsed one may have passed on)."""
+    if owner is not None and row.lease_owner == owner:
+        row.lease_owner = None
+        row.lease_expires_at = None
+
+
 def _with_refresh_token(grant: Grant, token: str | None, expires: datetime | None) -> Grant:
     return replace(
         grant, refresh_token=token, refresh_expires_at=grant.refresh_expires_at or expires
@@ -423,4 +486,8 @@ def _connection(row: ConnectionRow) -> Connection:
         last_error=row.last_error,
         refreshable=row.refresh_token is not None,
         connected_at=row.connected_at or row.created_at,
+        next_refresh_at=row.next_refresh_at,
+        last_error_kind=row.last_error_kind,
+        blocked_until=row.blocked_until,
+        reauth_notified_for=row.reauth_notified_for,
     )

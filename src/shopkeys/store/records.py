@@ -38,6 +38,14 @@ class Connection:
     refreshable: bool = True
     #: When the merchant last connected the store (connect, reconnect, install or import).
     connected_at: datetime | None = None
+    #: When the refresh engine refreshes it next (None: nothing to refresh).
+    next_refresh_at: datetime | None = None
+    #: The kind of the last refresh failure (`temporary`, `rate_limited`, ...), if any.
+    last_error_kind: str | None = None
+    #: Nobody asks the platform for a new token before this (its `Retry-After`, a backoff).
+    blocked_until: datetime | None = None
+    #: The deadline the app was last told about in a `reauth_due` event.
+    reauth_notified_for: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

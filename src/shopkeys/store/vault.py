@@ -17,6 +17,7 @@ from shopkeys.store.api_keys import ApiKeyRepository
 from shopkeys.store.auth_sessions import AuthSessionRepository
 from shopkeys.store.connections import ConnectionRepository
 from shopkeys.store.events import EventRepository
+from shopkeys.store.leases import LeaseRepository
 from shopkeys.store.repository import Listener, Storage
 from shopkeys.store.stats import StatsRepository
 
@@ -38,6 +39,7 @@ class Vault:
         self.connections = ConnectionRepository(self._storage)
         self.sessions = AuthSessionRepository(self._storage)
         self.events = EventRepository(self._storage)
+        self.leases = LeaseRepository(self._storage)
         self.api_keys = ApiKeyRepository(self._storage)
         self.stats = StatsRepository(self._storage)
 
