@@ -25,7 +25,7 @@ from shopkeys.config import Settings
 from shopkeys.crypto import DecryptionError
 from shopkeys.redact import guard_logs
 from shopkeys.runtime import open_runtime
-from shopkeys.web import api, hot_path, pages
+from shopkeys.web import api, hot_path, metrics, pages
 from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.limits import RequestLimits
 from shopkeys.web.pages import SimulatedPlatforms
@@ -104,6 +104,8 @@ def create_app(
     app.include_router(api.health_router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    if settings.metrics:
+        app.router.routes.append(Route(metrics.PATH, metrics.metrics_endpoint, methods=["GET"]))
     if sandbox is not None:
         app.router.routes.extend(sandbox.app.routes)
 
