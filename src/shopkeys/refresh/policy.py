@@ -15,6 +15,13 @@ from shopkeys.store.records import Connection
 
 #: A token with less life than this is refreshed before it is handed out.
 MIN_LIFE = timedelta(minutes=5)
+#: The scheduler's wait after a failed refresh: 30 s, doubling with each failure in a row...
+RETRY_FIRST = timedelta(seconds=30)
+#: ...up to an hour.
+RETRY_CEILING = timedelta(hours=1)
+#: After a failure that named no wait of its own, no caller or instance asks the platform again
+#: for this long: the callers that arrive meanwhile get the same error, not sixteen more calls.
+FAILURE_HOLD = timedelta(seconds=5)
 
 
 class Action(Enum):
@@ -105,3 +112,33 @@ def serve_despite_failure(connection: Connection, now: datetime, *, dead: bool) 
     has not run out: a token with a little life left beats an error, and the next call retries.
     """
     return not dead and not expired(connection.access_expires_at, now)
+
+
+def retry_at(
+    failures: int,
+    now: datetime,
+    *,
+    access_expires_at: datetime | None,
+    retry_after: float | None,
+    jitter: float,
+) -> datetime:
+    """When the scheduler tries again after the `failures`-th failure in a row.
+
+    Exponential with jitter (`jitter` in [0, 1) takes up to half the wait off), so connections
+    that failed together do not retry together; never sooner than the platform's `Retry-After`;
+    and while the access token still works, no later than halfway to its expiry, so a token
+    that can still be saved is tried again in time.
+    """
+    wait: timedelta = min(RETRY_CEILING, RETRY_FIRST * 2 ** max(failures - 1, 0))
+    wait -= wait * 0.5 * jitter
+    at: datetime = now + wait
+    if access_expires_at is not None and access_expires_at > now:
+        at = min(at, now + (access_expires_at - now) / 2)
+    if retry_after:
+        at = max(at, now + timedelta(seconds=retry_after))
+    return at
+
+
+def hold_until(now: datetime, retry_after: float | None) -> datetime:
+    """Until when a failure is shared with every caller instead of asking the platform again."""
+    return now + (timedelta(seconds=retry_after) if retry_after else FAILURE_HOLD)

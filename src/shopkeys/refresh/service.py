@@ -1,23 +1,45 @@
-"""The token service: valid access tokens on demand, refreshed at most once at a time per
-connection in this process.
+"""The token service: valid access tokens on demand, each refresh done once across every caller,
+process and instance.
 
-It does the I/O around the policy's decisions: reading the vault, calling the platform, storing
-the rotated refresh token with the refresh, and recording failures (a dead grant marks the
-connection `needs_reauth`).
+One refresh per connection at a time:
+- in this process, callers of the same connection join one task (`_inflight`), and a caller
+  that goes away (a closed HTTP request) does not cancel it;
+- across processes, the task first takes the connection's lease in the database; a process that
+  finds the lease held waits for that refresh to land (woken by the change feed or NOTIFY, else
+  polling) and hands out its token, or shares its failure.
+
+The path from the platform's answer to the commit runs in that task, which nobody cancels;
+shutdown (`aclose`) waits for it. The new grant is written with a compare-and-set on the refresh
+token presented, in the transaction that releases the lease, and a failed write is retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
-from collections.abc import Mapping
-from datetime import timedelta
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from enum import Enum
 
 import httpx2
+from sqlalchemy.exc import DBAPIError
 
+from shopkeys import metrics
 from shopkeys.clock import Clock, utc_now
-from shopkeys.errors import AuthorizationDead, ProviderError
+from shopkeys.errors import (
+    AuthorizationDead,
+    ProviderError,
+    RateLimited,
+    RequestRejected,
+    TemporaryFailure,
+)
+from shopkeys.grant import Grant
 from shopkeys.providers import get as platform_class
 from shopkeys.providers.base import Provider
 from shopkeys.redact import redact
@@ -34,17 +56,62 @@ from shopkeys.refresh.policy import (
     Refusal,
     decide,
     has_life,
+    hold_until,
     refusal,
+    retry_at,
     serve_despite_failure,
 )
 from shopkeys.refresh.token_cache import CACHE_TTL, TokenCache
-from shopkeys.store.records import ACTIVE, StoredTokens
+from shopkeys.store.records import ACTIVE, Connection, StoredTokens
 from shopkeys.store.repository import VersionConflict
 from shopkeys.store.vault import Vault
 
+log = logging.getLogger("shopkeys.refresh")
+
+#: How long a call to a platform may take (the `SHOPKEYS_PLATFORM_TIMEOUT` default).
+CALL_TIMEOUT = timedelta(seconds=30)
+#: A lease outlives the platform call it covers by this much, for the write that follows it.
+LEASE_MARGIN = timedelta(seconds=30)
+#: How often a caller waiting on another instance's refresh looks again, at most.
+WAIT_POLL = 0.25
+#: How many times the new grant's write is tried before the error is raised (about a minute).
+WRITE_ATTEMPTS = 12
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Mode(Enum):
+    """Why a refresh is asked for, which decides whether it is still needed once it is our turn."""
+
+    #: An app asked for a token: refresh if it has too little life.
+    ON_DEMAND = "on_demand"
+    #: An operator asked: refresh whatever its life.
+    FORCED = "forced"
+    #: The scheduler found it due: refresh if it is still due.
+    DUE = "due"
+
+
+class Outcome(Enum):
+    """How one refresh attempt ended, for metrics and the scheduler's report."""
+
+    REFRESHED = "refreshed"
+    #: Another caller or instance refreshed it; its token was handed out.
+    JOINED = "joined"
+    #: Nothing to do: still has life, no longer due, or held by another instance.
+    SKIPPED = "skipped"
+    TEMPORARY_FAILURE = "temporary_failure"
+    RATE_LIMITED = "rate_limited"
+    NEEDS_REAUTH = "needs_reauth"
+
+
+def new_owner() -> str:
+    """A lease owner name for this process: host, pid and a random part (a restarted process
+    with a recycled pid is another owner)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
 
 class TokenService:
-    """Hands out valid access tokens, refreshing at most once at a time per connection."""
+    """Hands out valid access tokens, refreshing each connection once however many ask."""
 
     def __init__(
         self,
@@ -55,22 +122,34 @@ class TokenService:
         clock: Clock = utc_now,
         min_life: timedelta = MIN_LIFE,
         cache_ttl: timedelta = CACHE_TTL,
+        owner: str | None = None,
+        call_timeout: timedelta = CALL_TIMEOUT,
+        sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.vault = vault
         self.providers = providers
         self.http = http
         self.clock = clock
         self.min_life = min_life
+        self.owner = owner or new_owner()
+        self.call_timeout = call_timeout
+        self.lease_ttl = call_timeout + LEASE_MARGIN
+        self._sleep = sleep
+        self._jitter = jitter
         self.cache = TokenCache(clock=clock, ttl=cache_ttl, min_life=min_life)
         self.follower = ChangeFollower(vault.events, self.cache, clock=clock)
-        # Weak values: a lock lives while someone holds or waits for it, so the map stays as
-        # small as the number of refreshes in flight.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._inflight: dict[str, asyncio.Task[tuple[FreshToken | None, Outcome]]] = {}
+        # Callers waiting on another instance's refresh, woken when its change lands.
+        self._waiting: dict[str, asyncio.Event] = {}
         vault.on_change(self.forget)
 
     def forget(self, connection_id: str) -> None:
-        """Drop the cached token (the vault calls this after every change)."""
+        """Drop the cached token (the vault calls this after every change; so does NOTIFY)."""
         self.cache.forget(connection_id)
+        waiting = self._waiting.get(connection_id)
+        if waiting is not None:
+            waiting.set()
 
     def cached(self, connection_id: str) -> FreshToken | None:
         """The cached token if it is still good to hand out: the hot path, no I/O."""
@@ -96,7 +175,9 @@ class TokenService:
         stored = await self._load(connection_id)
         if has_life(stored.connection.access_expires_at, self.clock(), self.min_life):
             return self.cache.remember(stored)
-        return await self._refresh(connection_id, forced=False)
+        token, _ = await self._once(connection_id, Mode.ON_DEMAND)
+        assert token is not None  # on demand, every outcome without a token raises
+        return token
 
     async def refresh(self, connection_id: str) -> FreshToken:
         """Refresh now, whatever the token's remaining life.
@@ -120,7 +201,53 @@ class TokenService:
                 f"connection {connection_id} has no refresh token (the platform issued none that "
                 "works): connect the store again before its access token expires",
             )
-        return await self._refresh(connection_id, forced=True)
+        token, _ = await self._once(connection_id, Mode.FORCED)
+        assert token is not None
+        return token
+
+    async def refresh_due(self, connection_id: str) -> Outcome:
+        """Refresh a connection the scheduler found due, if it still is; never raises for the
+        platform's failures (they are recorded on the connection), only for a vanished row."""
+        try:
+            _, outcome = await self._once(connection_id, Mode.DUE)
+        except (ConnectionNotFound, ConnectionUnusable):
+            return Outcome.SKIPPED
+        except AuthorizationDead:
+            return Outcome.NEEDS_REAUTH
+        except RateLimited:
+            return Outcome.RATE_LIMITED
+        except ProviderError:
+            return Outcome.TEMPORARY_FAILURE
+        return outcome
+
+    async def aclose(self) -> None:
+        """Wait for the refreshes in flight to store what they got (shutdown calls this).
+
+        Each is bounded by the platform call's timeout and the write's retries.
+        """
+        pending = list(self._inflight.values())
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- one refresh per connection ---------------------------------------------------------
+
+    async def _once(self, connection_id: str, mode: Mode) -> tuple[FreshToken | None, Outcome]:
+        while True:
+            task = self._inflight.get(connection_id)
+            mine = task is None
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._refresh(connection_id, mode))
+                self._inflight[connection_id] = task
+                task.add_done_callback(lambda _: self._inflight.pop(connection_id, None))
+            # Shielded: a caller that goes away must not cancel a refresh others wait on, nor
+            # the write of a rotated refresh token.
+            token, outcome = await asyncio.shield(task)
+            # A joined refresh of another kind may not have done what this caller asked (the
+            # scheduler's gives up on a connection another instance holds; an app's refresh
+            # skips a token with life left): then it is this caller's turn.
+            unmet = token is None or (mode is Mode.FORCED and outcome is Outcome.SKIPPED)
+            if mine or not unmet:
+                return token, outcome
 
     async def _load(self, connection_id: str) -> StoredTokens:
         stored = await self.vault.connections.tokens(connection_id)
@@ -134,19 +261,22 @@ class TokenService:
             )
         return stored
 
-    def _lock(self, connection_id: str) -> asyncio.Lock:
-        lock = self._locks.get(connection_id)
-        if lock is None:
-            lock = self._locks[connection_id] = asyncio.Lock()
-        return lock
-
-    async def _refresh(self, connection_id: str, *, forced: bool) -> FreshToken:
-        async with self._lock(connection_id):
-            # Whoever held the lock before us may have refreshed already: decide afresh.
+    async def _refresh(self, connection_id: str, mode: Mode) -> tuple[FreshToken | None, Outcome]:
+        started = time.perf_counter()
+        waited_on: int | None = None
+        while True:
             stored = await self._load(connection_id)
             connection = stored.connection
+            if waited_on is not None and connection.version != waited_on:
+                # Another instance's refresh landed while we waited: its token is ours too.
+                return self._finish(stored, Outcome.JOINED, started)
             now = self.clock()
             provider = self.providers.get(connection.provider)
+            forced = mode is Mode.FORCED or (
+                mode is Mode.DUE
+                and connection.next_refresh_at is not None
+                and connection.next_refresh_at <= now
+            )
             decision = decide(
                 connection,
                 now,
@@ -155,31 +285,245 @@ class TokenService:
                 min_life=self.min_life,
             )
             if decision.action is Action.SERVE:
-                return self.cache.remember(stored)
+                outcome = Outcome.JOINED if waited_on is not None else Outcome.SKIPPED
+                return self._finish(stored, outcome, started)
             if decision.action is Action.NOT_CONFIGURED or provider is None:
                 raise ConnectionUnusable(connection, f"{connection.provider} is not configured")
             if decision.action is Action.DEAD:
                 why = decision.reason or "the grant cannot be refreshed"
-                await self.vault.connections.record_refresh_failure(connection_id, why, dead=True)
-                raise ConnectionUnusable(connection, f"{why}: connect the store again")
-            assert stored.refresh_token is not None  # the policy refreshes only with one
-            try:
-                grant = await provider.refresh(self.http, stored.refresh_token)
-            except ProviderError as exc:
-                dead = isinstance(exc, AuthorizationDead)
                 await self.vault.connections.record_refresh_failure(
-                    connection_id, _failure_text(exc, stored), dead=dead
+                    connection_id, why, dead=True, kind="needs_reauth"
                 )
-                if serve_despite_failure(connection, now, dead=dead):
-                    return self.cache.remember(stored)
+                metrics.refresh_finished(connection.provider, Outcome.NEEDS_REAUTH.value, 0.0)
+                raise ConnectionUnusable(connection, f"{why}: connect the store again")
+            if connection.blocked_until is not None and connection.blocked_until > now:
+                # A failure moments ago (here or on another instance) holds for every caller.
+                if mode is Mode.DUE or serve_despite_failure(connection, now, dead=False):
+                    return self._finish(stored, Outcome.SKIPPED, started)
+                raise _shared_failure(connection, now)
+            if not await self.vault.leases.acquire(connection_id, self.owner, now + self.lease_ttl):
+                metrics.lease_conflict("refresh")
+                if mode is Mode.DUE:
+                    return None, Outcome.SKIPPED
+                waited_on = connection.version
+                await self._wait_for_other(connection_id, connection.version)
+                continue
+            return await self._refresh_holding(connection_id, provider, mode, started)
+
+    async def _wait_for_other(self, connection_id: str, version: int) -> None:
+        """Wait until another instance's refresh of the connection lands or its lease lapses."""
+        # One waiter per connection in this process: its callers share one task.
+        event = self._waiting[connection_id] = asyncio.Event()
+        poll = 0.02
+        try:
+            while True:
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), poll)
+                poll = min(poll * 2, WAIT_POLL)
+                state = await self.vault.leases.state(connection_id)
+                if state is None or state.status != ACTIVE or state.version != version:
+                    return
+                if state.owner is None or (
+                    state.expires_at is not None and state.expires_at <= self.clock()
+                ):
+                    return
+        finally:
+            self._waiting.pop(connection_id, None)
+
+    async def _refresh_holding(
+        self, connection_id: str, provider: Provider, mode: Mode, started: float
+    ) -> tuple[FreshToken | None, Outcome]:
+        """Refresh with the lease held; every way out releases it (the write-back does so in its
+        own transaction)."""
+        released = False
+        try:
+            # Read again under the lease: a refresh that landed between our first read and
+            # the lease is not done twice.
+            stored = await self._load(connection_id)
+            connection = stored.connection
+            now = self.clock()
+            still_due = mode is Mode.FORCED or (
+                mode is Mode.DUE
+                and connection.next_refresh_at is not None
+                and connection.next_refresh_at <= now
+            )
+            if not still_due and has_life(connection.access_expires_at, now, self.min_life):
+                outcome = Outcome.SKIPPED if mode is Mode.DUE else Outcome.JOINED
+                return self._finish(stored, outcome, started)
+            assert stored.refresh_token is not None  # the policy refreshes only with one
+            token, outcome = await self._call_and_store(stored, provider, started)
+            released = True
+            return token, outcome
+        finally:
+            if not released:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.vault.leases.release(connection_id, self.owner))
+
+    async def _call_and_store(
+        self, stored: StoredTokens, provider: Provider, started: float
+    ) -> tuple[FreshToken | None, Outcome]:
+        connection = stored.connection
+        used = stored.refresh_token
+        assert used is not None
+        retried = False
+        while True:
+            try:
+                grant = await self._call(provider, used)
+            except AuthorizationDead as exc:
+                winner = await self._replaced(connection.id, used)
+                if winner is not None:
+                    # Another refresh rotated the token we presented: it won, we did not lose.
+                    return self._finish(winner, Outcome.JOINED, started)
+                await self._record_failure(stored, exc, dead=True)
+                metrics.refresh_finished(
+                    connection.provider, Outcome.NEEDS_REAUTH.value, _since(started)
+                )
                 raise
-            # A conflict means another writer (a reconnect, another process) stored newer
-            # tokens first; theirs are as good as ours.
-            with contextlib.suppress(VersionConflict):
-                await self.vault.connections.save_refresh(
-                    connection_id, grant, used=stored.refresh_token
+            except ProviderError as exc:
+                ambiguous = (
+                    isinstance(exc, TemporaryFailure)
+                    and not isinstance(exc, RateLimited)
+                    and exc.request_sent
                 )
-            return self.cache.remember(await self._load(connection_id))
+                if ambiguous and not retried:
+                    # The platform may have rotated the token and the answer got lost: try once
+                    # more (the row first, in case another refresh stored a newer token).
+                    winner = await self._replaced(connection.id, used)
+                    if winner is not None:
+                        return self._finish(winner, Outcome.JOINED, started)
+                    retried = True
+                    until = self.clock() + self.lease_ttl
+                    await self.vault.leases.acquire(connection.id, self.owner, until)
+                    continue
+                failed = await self._record_failure(stored, exc, dead=False)
+                outcome = (
+                    Outcome.RATE_LIMITED
+                    if isinstance(exc, RateLimited)
+                    else Outcome.TEMPORARY_FAILURE
+                )
+                metrics.refresh_finished(connection.provider, outcome.value, _since(started))
+                if failed is not None and serve_despite_failure(failed, self.clock(), dead=False):
+                    return self.cache.remember(stored), outcome
+                raise
+            break
+        outcome = Outcome.REFRESHED
+        try:
+            await self._store(connection.id, grant, used)
+        except VersionConflict:
+            # A reconnect replaced the refresh token meanwhile: its tokens stand.
+            await self.vault.leases.release(connection.id, self.owner)
+            outcome = Outcome.JOINED
+        return self._finish(await self._load(connection.id), outcome, started)
+
+    async def _call(self, provider: Provider, refresh_token: str) -> Grant:
+        """The platform's refresh, bounded by the call timeout whatever the HTTP client's."""
+        try:
+            return await asyncio.wait_for(
+                provider.refresh(self.http, refresh_token), self.call_timeout.total_seconds()
+            )
+        except TimeoutError:
+            raise TemporaryFailure(
+                "the platform did not answer in time",
+                provider=provider.name,
+                endpoint="refresh",
+            ) from None
+
+    async def _replaced(self, connection_id: str, used: str) -> StoredTokens | None:
+        """The connection, if its refresh token is no longer `used` (another refresh won)."""
+        stored = await self.vault.connections.tokens(connection_id)
+        if stored is None or stored.connection.status != ACTIVE:
+            return None
+        if stored.refresh_token is not None and stored.refresh_token != used:
+            return stored
+        return None
+
+    async def _store(self, connection_id: str, grant: Grant, used: str) -> None:
+        """Write the new grant, retrying database failures: a rotated refresh token that is not
+        stored is a lost connection."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await self.vault.connections.save_refresh(
+                    connection_id, grant, used=used, lease_owner=self.owner
+                )
+                return
+            except (DBAPIError, OSError) as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    log.error(
+                        "could not store the refreshed tokens of %s after %d attempts: %s",
+                        connection_id,
+                        attempt,
+                        type(exc).__name__,
+                    )
+                    raise
+                log.warning(
+                    "storing the refreshed tokens of %s failed (%s); retrying",
+                    connection_id,
+                    type(exc).__name__,
+                )
+                await self._sleep(min(5.0, 0.1 * 2**attempt))
+
+    async def _record_failure(
+        self, stored: StoredTokens, exc: ProviderError, *, dead: bool
+    ) -> Connection | None:
+        connection = stored.connection
+        now = self.clock()
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        return await self.vault.connections.record_refresh_failure(
+            connection.id,
+            _failure_text(exc, stored),
+            dead=dead,
+            kind=_kind(exc),
+            retry_at=None
+            if dead
+            else retry_at(
+                connection.refresh_failures + 1,
+                now,
+                access_expires_at=connection.access_expires_at,
+                retry_after=retry_after,
+                jitter=self._jitter(),
+            ),
+            hold_until=None if dead else hold_until(now, retry_after),
+            lease_owner=self.owner,
+        )
+
+    def _finish(
+        self, stored: StoredTokens, outcome: Outcome, started: float
+    ) -> tuple[FreshToken, Outcome]:
+        metrics.refresh_finished(stored.connection.provider, outcome.value, _since(started))
+        return self.cache.remember(stored), outcome
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
+
+
+def _kind(exc: ProviderError) -> str:
+    if isinstance(exc, AuthorizationDead):
+        return "needs_reauth"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, RequestRejected):
+        return "rejected"
+    return "temporary"
+
+
+def _shared_failure(connection: Connection, now: datetime) -> ProviderError:
+    """The failure another caller met moments ago, raised again for this one without a call."""
+    message = connection.last_error or "the last refresh failed"
+    # The stored text already names the platform and the endpoint, which the error adds again.
+    message = message.removeprefix(f"{connection.provider} refresh: ")
+    kind = connection.last_error_kind
+    blocked = connection.blocked_until
+    left = max((blocked - now).total_seconds(), 1.0) if blocked else None
+    endpoint = "refresh"
+    if kind == "rate_limited":
+        return RateLimited(
+            message, provider=connection.provider, endpoint=endpoint, retry_after=left
+        )
+    if kind == "rejected":
+        return RequestRejected(message, provider=connection.provider, endpoint=endpoint)
+    return TemporaryFailure(message, provider=connection.provider, endpoint=endpoint)
 
 
 def _failure_text(exc: ProviderError, stored: StoredTokens) -> str:
