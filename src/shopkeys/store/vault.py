@@ -16,6 +16,7 @@ from shopkeys.refresh_plan import RefreshPlan
 from shopkeys.store.api_keys import ApiKeyRepository
 from shopkeys.store.auth_sessions import AuthSessionRepository
 from shopkeys.store.connections import ConnectionRepository
+from shopkeys.store.deliveries import DeliveryRepository
 from shopkeys.store.events import EventRepository
 from shopkeys.store.leases import LeaseRepository
 from shopkeys.store.repository import Listener, Storage
@@ -39,6 +40,7 @@ class Vault:
         self.connections = ConnectionRepository(self._storage)
         self.sessions = AuthSessionRepository(self._storage)
         self.events = EventRepository(self._storage)
+        self.deliveries = DeliveryRepository(self._storage)
         self.leases = LeaseRepository(self._storage)
         self.api_keys = ApiKeyRepository(self._storage)
         self.stats = StatsRepository(self._storage)
