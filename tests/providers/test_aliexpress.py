@@ -228,6 +228,48 @@ async def test_no_refresh_expiry_stated() -> None:
     assert grant.refresh_expires_at is None
 
 
+@pytest.mark.parametrize("call", ["exchange", "refresh"])
+async def test_no_access_expiry_stated_assumes_the_documented_30_days(
+    call: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = token_body(expire_time=None, expires_in=None)
+    async with client(answer(body)) as http:
+        p = provider()
+        grant = await (
+            p.exchange_code(http, CODE, "r") if call == "exchange" else p.refresh(http, REFRESH)
+        )
+    assert AliExpress.default_access_lifetime == timedelta(days=30)
+    assert grant.access_expires_at == NOW + timedelta(days=30)
+    # The refresh token's stated expiry is read as always.
+    assert grant.refresh_token == REFRESH
+    assert grant.refresh_expires_at == NOW + timedelta(days=2)
+    # The assumption is logged, and nothing secret with it.
+    assert "assuming the documented lifetime of 30.0 days" in caplog.text
+    for secret in (SECRET, CODE, ACCESS, REFRESH):
+        assert secret not in caplog.text
+
+
+async def test_no_access_expiry_without_a_refresh_token_still_expires() -> None:
+    # A grant that cannot be refreshed expires all the same: it only cannot be renewed.
+    body = token_body(expire_time=None, expires_in=None, refresh_token_valid_time=None)
+    body["refresh_expires_in"] = 0
+    async with client(answer(body)) as http:
+        grant = await provider().exchange_code(http, CODE, "r")
+    assert grant.refresh_token is None and grant.refresh_expires_at is None
+    assert grant.access_expires_at == NOW + timedelta(days=30)
+
+
+async def test_a_stated_access_expiry_is_not_replaced_by_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with client(answer(token_body())) as http:
+        grant = await provider().exchange_code(http, CODE, "r")
+    assert grant.access_expires_at == NOW + timedelta(days=1)
+    assert "assuming" not in caplog.text
+
+
 async def test_account_falls_back_to_user_id_and_numbers() -> None:
     body = token_body(seller_id=None, user_id=2000000001, user_nick=None)
     async with client(answer(body)) as http:
@@ -357,7 +399,6 @@ async def test_transport_failures_are_temporary(error: type[Exception]) -> None:
         token_body(access_token=None),
         token_body(refresh_token=7),
         token_body(expire_time="soon"),
-        token_body(expire_time=None, expires_in=None),
         token_body(seller_id=None, user_id=None),
         token_body(seller_id=True),
         {"error_response": "broken"},
@@ -509,3 +550,5 @@ async def test_a_refreshable_grant_keeps_its_refresh_token() -> None:
 def test_registered_under_its_name() -> None:
     assert get("aliexpress") is AliExpress
     assert AliExpress.refreshable and not AliExpress.signs_webhooks
+    # A refresh keeps the refresh token's original deadline.
+    assert AliExpress.renews_refresh_token is False

@@ -198,6 +198,9 @@ def test_authorization_url_with_base_url_and_scopes() -> None:
 def test_registered_and_flags() -> None:
     assert get("ecwid") is Ecwid
     assert Ecwid.refreshable is False
+    # Ecwid tokens never expire, so a missing expiry means just that, and nothing is renewed.
+    assert Ecwid.default_access_lifetime is None
+    assert Ecwid.renews_refresh_token is False
     assert Ecwid.signs_webhooks is True
     assert provider().api_url("1003", "/profile") == "https://app.ecwid.com/api/v3/1003/profile"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from shopkeys.credentials import AppCredentials
@@ -59,6 +61,27 @@ def test_base_url_replaces_every_host(name: str) -> None:
 
 def test_only_ecwid_cannot_refresh() -> None:
     assert [n for n in Platform if not get(n).refreshable] == ["ecwid"]
+
+
+@pytest.mark.parametrize("name", Platform)
+def test_every_provider_states_its_token_lifetimes(name: str) -> None:
+    cls = get(name)
+    # Stated by the platform's own class: the base class has no default to fall back on.
+    assert "default_access_lifetime" in vars(cls) and "renews_refresh_token" in vars(cls)
+    # A missing expiry means "never expires" only where tokens never expire, which is where
+    # there is nothing to refresh.
+    assert (cls.default_access_lifetime is None) == (not cls.refreshable)
+
+
+def test_documented_lifetimes_and_renewal() -> None:
+    lifetimes = {p: get(p).default_access_lifetime for p in Platform}
+    assert lifetimes == {
+        "aliexpress": timedelta(days=30),
+        "tiktok_shop": timedelta(days=7),
+        "shopline": timedelta(seconds=15778476),
+        "ecwid": None,
+    }
+    assert [p for p in Platform if get(p).renews_refresh_token] == ["shopline"]
 
 
 async def test_ecwid_refresh_says_tokens_do_not_expire() -> None:

@@ -91,6 +91,8 @@ async def exchange(handler: Handler) -> Grant:
 def test_registered_under_its_name() -> None:
     assert get("shopline") is Shopline
     assert Shopline.refreshable and not Shopline.signs_webhooks
+    # Each refresh issues a new pair, whose refresh token dies a day after the new access token.
+    assert Shopline.renews_refresh_token is True
 
 
 def test_authorization_url_has_the_doorkeeper_parameters() -> None:
@@ -180,11 +182,47 @@ async def test_grant_without_created_at_counts_from_the_clock() -> None:
     assert grant.access_expires_at == NOW + timedelta(seconds=60)
 
 
-async def test_grant_without_expires_in_never_expires() -> None:
+@pytest.mark.parametrize("call", ["exchange", "refresh"])
+async def test_oauth_grant_without_expires_in_lives_the_documented_lifetime(
+    call: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     body = {k: v for k, v in TOKEN_BODY.items() if k != "expires_in"}
+    async with client(answer(body)) as http:
+        p = provider()
+        grant = await (
+            p.exchange_code(http, CODE, REDIRECT)
+            if call == "exchange"
+            else p.refresh(http, REFRESH)
+        )
+    # A grant with a refresh token is an OAuth app's, whose tokens expire: counted from issue.
+    assert Shopline.default_access_lifetime == timedelta(seconds=15778476)
+    issued = datetime.fromtimestamp(1678956849, UTC)
+    assert grant.access_expires_at == issued + timedelta(seconds=15778476)
+    assert grant.refresh_expires_at == grant.access_expires_at + timedelta(days=1)
+    assert "assuming the documented lifetime of 182.6 days" in caplog.text
+    for secret in (SECRET, CODE, ACCESS, REFRESH):
+        assert secret not in caplog.text
+
+
+async def test_oauth_grant_without_expires_in_or_created_at_counts_from_the_clock() -> None:
+    body = {k: v for k, v in TOKEN_BODY.items() if k not in ("expires_in", "created_at")}
     grant = await exchange(answer(body))
+    assert grant.access_expires_at == NOW + timedelta(seconds=15778476)
+    assert grant.refresh_expires_at == NOW + timedelta(seconds=15778476, days=1)
+
+
+async def test_grant_without_expires_in_or_refresh_token_never_expires(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A token with nothing to refresh (a staff-generated one) may really be non-expiring.
+    caplog.set_level(logging.DEBUG)
+    body = {k: v for k, v in TOKEN_BODY.items() if k not in ("expires_in", "refresh_token")}
+    grant = await exchange(answer(body))
+    assert grant.refresh_token is None
     assert grant.access_expires_at is None
     assert grant.refresh_expires_at is None
+    assert "assuming" not in caplog.text
 
 
 async def test_grant_without_refresh_token_has_no_refresh_expiry() -> None:

@@ -7,7 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -256,6 +256,8 @@ def test_base_url_replaces_every_host() -> None:
 def test_registered_under_its_name() -> None:
     assert get("tiktok_shop") is TikTokShop
     assert TikTokShop.refreshable and TikTokShop.signs_webhooks
+    # No source says a refresh extends the refresh token: assume it does not.
+    assert TikTokShop.renews_refresh_token is False
 
 
 # -- grants --------------------------------------------------------------------------------------
@@ -328,6 +330,39 @@ async def test_missing_refresh_expiry_means_unknown(value: Any) -> None:
     async with client(answer(envelope(data))) as http:
         grant = await provider().refresh(http, REFRESH)
     assert grant.refresh_expires_at is None
+
+
+@pytest.mark.parametrize("call", ["exchange", "refresh"])
+@pytest.mark.parametrize("value", [None, 0])
+async def test_missing_access_expiry_assumes_the_documented_7_days(
+    call: str, value: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # None drops the field; 0 is sent as it stands.
+    data = token_data(access_token_expire_in=value)
+    async with client(answer(envelope(data))) as http:
+        p = provider()
+        grant = await (
+            p.exchange_code(http, CODE, "x") if call == "exchange" else p.refresh(http, REFRESH)
+        )
+    assert TikTokShop.default_access_lifetime == timedelta(days=7)
+    assert grant.access_expires_at == NOW + timedelta(days=7)
+    # The refresh token's stated expiry is read as always.
+    assert grant.refresh_expires_at == datetime.fromtimestamp(4841467787, UTC)
+    assert "assuming the documented lifetime of 7.0 days" in caplog.text
+    for secret in (SECRET, CODE, ACCESS, REFRESH):
+        assert secret not in caplog.text
+
+
+async def test_a_stated_access_expiry_is_not_replaced_by_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with client(answer(envelope(token_data()))) as http:
+        grant = await provider().refresh(http, REFRESH)
+    # The documented example's absolute time, though NOW lies years after it.
+    assert grant.access_expires_at == datetime.fromtimestamp(1722342011, UTC)
+    assert "assuming" not in caplog.text
 
 
 async def test_seller_name_and_scopes_are_optional() -> None:
@@ -446,7 +481,11 @@ MALFORMED = [
     pytest.param(envelope(token_data(access_token=None)), None, id="no-access-token"),
     pytest.param(envelope(token_data(refresh_token=5)), None, id="refresh-token-number"),
     pytest.param(envelope(token_data(access_token_expire_in="soon")), None, id="expiry-text"),
-    pytest.param(envelope(token_data(access_token_expire_in=None)), None, id="no-expiry"),
+    pytest.param(
+        envelope(token_data(access_token_expire_in=None, refresh_token=None)),
+        None,
+        id="no-expiry-no-refresh-token",
+    ),
     pytest.param(envelope(token_data(refresh_token_expire_in=[1])), None, id="refresh-expiry-list"),
     pytest.param(envelope(token_data(open_id=None)), None, id="no-open-id"),
     pytest.param(envelope(token_data(granted_scopes="a,b")), None, id="scopes-string"),

@@ -13,7 +13,7 @@ import hmac
 import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 from urllib.parse import parse_qsl, urlencode
 
@@ -101,6 +101,12 @@ class AliExpress(Provider):
     }
     # AliExpress grants everything the app's category allows; it has no scope parameter.
     default_scopes: ClassVar[tuple[str, ...]] = ()
+    # A launched app's access tokens live 30 days (the official refresh example answers with
+    # exactly that); an app in test status gets less, but the gateway always states its expiry.
+    default_access_lifetime: ClassVar[timedelta | None] = timedelta(days=30)
+    # The official refresh example answers with 12 seconds short of 60 days of refresh: a refresh
+    # keeps the refresh token's original deadline, so refreshing never pushes it back.
+    renews_refresh_token: ClassVar[bool] = False
 
     def authorization_url(
         self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
@@ -299,9 +305,8 @@ class AliExpress(Provider):
         # nothing ever tries, and the connection needs the merchant when the access token ends.
         refreshable = body.opt_number("refresh_expires_in") != 0
         if access_expires is None:
-            raise self._protocol(
-                body.endpoint, "the token response has neither 'expire_time' nor 'expires_in'"
-            )
+            # AliExpress tokens always expire: a response without either field still has one.
+            access_expires = self._assumed_expiry(now, body.endpoint)
         account_id = body.id("seller_id") if body.get("seller_id") else body.id("user_id")
         return Grant(
             provider=self.name,
@@ -319,8 +324,9 @@ class AliExpress(Provider):
 def _expiry(body: Fields, absolute: str, relative: str, now: datetime) -> datetime | None:
     """An expiry from the absolute epoch-milliseconds field, else from the seconds-left field.
 
-    None when the response states neither (the gateway always sends both for the access token;
-    the refresh fields are missing only for app types that cannot refresh).
+    None when the response states neither (the gateway sends both for the access token, so
+    the caller assumes the documented lifetime; the refresh fields are missing only for app types
+    that cannot refresh).
     """
     moment = body.opt_moment(absolute, now, millis=True)
     if moment is not None:

@@ -7,6 +7,7 @@ configuration and never touches storage.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from abc import ABC, abstractmethod
@@ -43,6 +44,8 @@ from shopkeys.platform import Platform
 from shopkeys.redact import guard_logs, redact
 
 guard_logs()
+
+log = logging.getLogger("shopkeys.providers")
 
 E = TypeVar("E", bound=ProviderError)
 
@@ -84,6 +87,17 @@ class Provider(ABC):
     default_scopes: ClassVar[tuple[str, ...]] = ()
     #: False where access tokens never expire (Ecwid), so there is nothing to refresh.
     refreshable: ClassVar[bool] = True
+    #: The platform's documented access-token lifetime, assumed when a token response from the
+    #: code exchange or a refresh leaves the expiry out; None where access tokens never expire
+    #: (Ecwid). On a platform whose tokens expire, a missing expiry never means "never": a
+    #: connection thought immortal is never refreshed and dies unnoticed. Every platform states
+    #: it (no default here), since a wrong guess either way costs connections.
+    default_access_lifetime: ClassVar[timedelta | None]
+    #: Whether a refresh issues a refresh token with a later deadline, so refreshing pushes a
+    #: nearing refresh-token deadline back (SHOPLINE). Where it does not (a refresh keeps the
+    #: refresh token's original expiry, or no source says it is extended), the refresh engine must
+    #: warn the app in time that the merchant has to authorize again.
+    renews_refresh_token: ClassVar[bool]
     #: True where the platform signs the webhooks it sends.
     signs_webhooks: ClassVar[bool] = False
     #: True where the platform sends merchants to the redirect URI with a code but no state when
@@ -369,6 +383,25 @@ class Provider(ABC):
 
     def _protocol(self, endpoint: str, what: str) -> ProtocolError:
         return self._error(ProtocolError, endpoint, what)
+
+    def _assumed_expiry(self, issued: datetime, endpoint: str) -> datetime | None:
+        """The access token's expiry when its token response states none.
+
+        `issued` plus `default_access_lifetime` (None where tokens never expire). Says so in the
+        log, naming only the platform, the call and the lifetime, so an operator can tell an
+        assumed expiry from a stated one.
+        """
+        life = self.default_access_lifetime
+        if life is None:
+            return None
+        log.warning(
+            "%s %s: the token response states no access-token expiry; assuming the documented "
+            "lifetime of %.1f days",
+            self.name,
+            endpoint,
+            life / timedelta(days=1),
+        )
+        return issued + life
 
 
 class _SigningAuth(httpx2.Auth):

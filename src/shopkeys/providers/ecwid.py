@@ -27,6 +27,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import ClassVar, Final
 
 import httpx2
@@ -125,6 +126,10 @@ class Ecwid(OAuth2Provider):
         "read_orders",
     )
     refreshable: ClassVar[bool] = False
+    # Ecwid access tokens never expire: a missing expiry means exactly that here.
+    default_access_lifetime: ClassVar[timedelta | None] = None
+    # There is no refresh token, so no deadline to push back.
+    renews_refresh_token: ClassVar[bool] = False
     signs_webhooks: ClassVar[bool] = True
     installs_without_state: ClassVar[bool] = True
 

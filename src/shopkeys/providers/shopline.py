@@ -69,6 +69,12 @@ class Shopline(OAuth2Provider):
     # SHOPLINE scopes are resource names, not read/write pairs: store profile, products, orders.
     default_scopes: ClassVar[tuple[str, ...]] = ("merchants", "products", "orders")
     refreshable: ClassVar[bool] = True
+    # Doorkeeper's configured `expires_in` for app tokens (≈182.6 days), as the token exchange
+    # guide's example shows it.
+    default_access_lifetime: ClassVar[timedelta | None] = timedelta(seconds=15778476)
+    # The refresh token dies `REFRESH_GRACE` after its access token, and each refresh issues a new
+    # pair: refreshing pushes the refresh token's deadline back.
+    renews_refresh_token: ClassVar[bool] = True
     # SHOPLINE does sign webhooks, but in the delivery URL's `sign` query parameter over re-sorted
     # JSON, which `verify_webhook(headers, body)` cannot see.
     signs_webhooks: ClassVar[bool] = False
@@ -259,7 +265,7 @@ class Shopline(OAuth2Provider):
             )
         access_token = body.token("access_token")
         refresh_token = body.opt_token("refresh_token")
-        access_expires = self._access_expiry(body)
+        access_expires = self._access_expiry(body, refreshable=refresh_token is not None)
         refresh_expires = (
             access_expires + REFRESH_GRACE if refresh_token and access_expires else None
         )
@@ -280,13 +286,21 @@ class Shopline(OAuth2Provider):
             raw=body.without_tokens(),
         )
 
-    def _access_expiry(self, body: Fields) -> datetime | None:
-        """`created_at + expires_in`: the token's life counts from its issue, not from now."""
+    def _access_expiry(self, body: Fields, *, refreshable: bool) -> datetime | None:
+        """`created_at + expires_in`: the token's life counts from its issue, not from now.
+
+        Without `expires_in`, a grant that has a refresh token (an OAuth app's) lives the
+        documented `default_access_lifetime`: only a token with nothing to refresh, such as a
+        staff-generated one imported by hand, can be one that never expires.
+        """
         expires_in = body.opt_lifetime("expires_in")
-        if expires_in is None:
+        if expires_in is None and not refreshable:
             return None  # Doorkeeper leaves it out for tokens that never expire.
         now = self.clock()
-        return (body.opt_moment("created_at", now) or now) + expires_in
+        issued = body.opt_moment("created_at", now) or now
+        if expires_in is None:
+            return self._assumed_expiry(issued, body.endpoint)
+        return issued + expires_in
 
 
 def _error_code(body: Fields) -> str | None:

@@ -5,7 +5,8 @@ Quirks worth knowing (docs/platforms.md, "TikTok Shop"):
   URL of theirs may reach an exception message or a log line (`shopkeys.redact` guards httpx2's
   logger; our own messages never name URLs).
 - `access_token_expire_in` and `refresh_token_expire_in` are ABSOLUTE Unix times in seconds,
-  not durations.
+  not durations. An access expiry that is missing or 0 is taken as the documented 7 days from
+  now, never as "does not expire".
 - Errors arrive as HTTP 200 with a non-zero `code` (a bad signature as HTTP 401).
 - Three hosts play three roles: the authorization page (`services.tiktokshop.com`, or
   `services.us.tiktokshop.com` for US sellers: region "us"), the token endpoints
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Final
 from urllib.parse import urlencode
 
@@ -151,6 +152,11 @@ class TikTokShop(Provider):
     # Scopes are chosen on the app's service in Partner Center, not in the authorize request.
     default_scopes: ClassVar[tuple[str, ...]] = ()
     refreshable: ClassVar[bool] = True
+    # Access tokens live 7 days from issue; the token response normally says when, absolutely.
+    default_access_lifetime: ClassVar[timedelta | None] = timedelta(days=7)
+    # No source says a refresh extends the refresh token's deadline; assuming it does would let
+    # a connection die without the app being warned, so shopkeys assumes it does not.
+    renews_refresh_token: ClassVar[bool] = False
     signs_webhooks: ClassVar[bool] = True
 
     # -- authorization --------------------------------------------------------------------------
@@ -222,23 +228,33 @@ class TikTokShop(Provider):
         return self._envelope(response, endpoint, secrets=(secret,))
 
     def _grant(self, data: Fields, extra: Mapping[str, str]) -> Grant:
+        access_token = data.token("access_token")
+        refresh_token = data.token("refresh_token")
+        now = self.clock()
+        access_expires = self._expiry(data, "access_token_expire_in", now)
+        if access_expires is None:
+            # Every token response carries a refresh token, so the access token does expire.
+            access_expires = self._assumed_expiry(now, data.endpoint)
         return Grant(
             provider=self.name,
-            access_token=data.token("access_token"),
-            refresh_token=data.token("refresh_token"),
-            access_expires_at=self._expiry(data, "access_token_expire_in", required=True),
-            refresh_expires_at=self._expiry(data, "refresh_token_expire_in", required=False),
+            access_token=access_token,
+            refresh_token=refresh_token,
+            access_expires_at=access_expires,
+            refresh_expires_at=self._expiry(data, "refresh_token_expire_in", now),
             scopes=data.texts("granted_scopes"),
             account_id=data.id("open_id"),
             account_name=data.opt_text("seller_name"),
             raw={**data.without_tokens(), **extra},
         )
 
-    def _expiry(self, data: Fields, key: str, *, required: bool) -> datetime | None:
-        """An absolute expiry; a value that can only be a duration is a protocol break."""
-        if not required and data.opt_number(key) in (None, 0):
+    def _expiry(self, data: Fields, key: str, now: datetime) -> datetime | None:
+        """An absolute expiry, or None when absent or 0 (not stated).
+
+        A value that can only be a duration is a protocol break.
+        """
+        if data.opt_number(key) in (None, 0):
             return None
-        moment = data.moment(key, self.clock())
+        moment = data.moment(key, now)
         if moment < _EARLIEST_EXPIRY:
             raise self._protocol(
                 data.endpoint, f"field {key!r} should be an absolute Unix time, got a duration"
