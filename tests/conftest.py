@@ -161,6 +161,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "database_url": SecretStr(database_url),
         "encryption_keys": SecretStr(TEST_KEYS),
         "public_url": TEST_PUBLIC_URL,
+        # Tests that exercise the scheduler turn it on; the others must not race it.
+        "scheduler": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -17,15 +18,21 @@ from shopkeys.config import PlatformConfig, Settings
 from shopkeys.connect import ConnectFlow
 from shopkeys.crypto import LoadedKeys, load_key_ring
 from shopkeys.errors import ConfigurationError
+from shopkeys.events.sender import DeliverySender, build_sender
+from shopkeys.platform import Platform
 from shopkeys.providers import Provider, get
 from shopkeys.refresh import TokenService
+from shopkeys.refresh.scheduler import Scheduler
+from shopkeys.refresh.service import new_owner
+from shopkeys.refresh_plan import RefreshPlan
 from shopkeys.store.database import create_engine, database_url, upgrade
 from shopkeys.store.vault import Vault
 
 log = logging.getLogger("shopkeys")
 
-#: Timeouts for calls to the platforms: a slow platform must not hold a token request forever.
-PLATFORM_TIMEOUT = httpx2.Timeout(20.0, connect=10.0)
+#: The longest wait for a platform's connection to open; the whole call is bounded by
+#: `SHOPKEYS_PLATFORM_TIMEOUT`.
+CONNECT_TIMEOUT = 10.0
 
 
 @dataclass
@@ -41,6 +48,9 @@ class Runtime:
     http: httpx2.AsyncClient
     connect: ConnectFlow
     tokens: TokenService
+    scheduler: Scheduler
+    #: The outbox's sender; None when no webhook URL is set.
+    sender: DeliverySender | None
     api_keys: ApiKeys
     clock: Clock
 
@@ -104,8 +114,16 @@ async def open_runtime(
     engine = create_engine(url)
     if migrate:
         await upgrade(engine)
-    vault = Vault(engine, keys.ring, clock=clock)
-    client_options: dict[str, Any] = {"timeout": PLATFORM_TIMEOUT}
+    plan = RefreshPlan(
+        fraction=settings.refresh_fraction,
+        min_lead=timedelta(seconds=settings.refresh_min_lead),
+        jitter=settings.refresh_jitter,
+    )
+    vault = Vault(engine, keys.ring, clock=clock, plan=plan, outbox=bool(settings.webhook_url))
+    timeout = settings.platform_timeout
+    client_options: dict[str, Any] = {
+        "timeout": httpx2.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+    }
     if transport is not None:
         client_options["transport"] = transport
     http = httpx2.AsyncClient(**client_options)
@@ -118,6 +136,24 @@ async def open_runtime(
         allowed_return_origins=settings.allowed_return_origins(),
         clock=clock,
     )
+    owner = new_owner()
+    tokens = TokenService(
+        vault,
+        providers,
+        http,
+        clock=clock,
+        owner=owner,
+        call_timeout=timedelta(seconds=settings.platform_timeout),
+    )
+    scheduler = Scheduler(
+        tokens,
+        vault,
+        renewing=[p.value for p in Platform if get(p).renews_refresh_token],
+        clock=clock,
+        interval=timedelta(seconds=settings.refresh_interval),
+        concurrency=settings.refresh_concurrency,
+        reauth_warning=timedelta(seconds=settings.reauth_warning),
+    )
     return Runtime(
         settings=settings,
         url=url,
@@ -127,7 +163,9 @@ async def open_runtime(
         providers=providers,
         http=http,
         connect=connect,
-        tokens=TokenService(vault, providers, http, clock=clock),
+        tokens=tokens,
+        scheduler=scheduler,
+        sender=build_sender(settings, vault, http, clock=clock, owner=owner),
         api_keys=ApiKeys(vault, clock=clock),
         clock=clock,
     )

@@ -12,11 +12,13 @@ import httpx2
 import pytest
 from fastapi.routing import APIRoute
 from pydantic import SecretStr
+from sqlalchemy import update
 
 from shopkeys.api_keys import ApiKeys
 from shopkeys.errors import AuthorizationDead
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.sandbox.core import Fault
+from shopkeys.store.tables import ConnectionRow
 from shopkeys.store.vault import Vault
 from shopkeys.web import api, hot_path
 from tests.conftest import serve_service
@@ -491,8 +493,19 @@ async def test_rate_limited_refresh(driver: Driver) -> None:
     assert shown["status"] == "active"
     assert shown["refresh_failures"] == 1
     assert await driver.kinds(cid) == ["connected", "refresh_failed"]
-    # Once the platform lets us, the same call refreshes.
+    # The platform's Retry-After holds for every caller: until it passes nobody asks again.
     driver.live.simulator("shopline").faults.clear()
+    answer = await driver.token(cid)
+    assert_error(answer, 429, "rate_limited")
+    assert 0 < int(answer.headers["retry-after"]) <= 30
+    assert await driver.kinds(cid) == ["connected", "refresh_failed"]
+    # Once the wait has passed, the same call refreshes.
+    async with driver.vault.engine.begin() as connection:
+        await connection.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == cid)
+            .values(blocked_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
     answer = await driver.token(cid)
     assert answer.status_code == 200, answer.text
     assert await driver.kinds(cid) == ["connected", "refresh_failed", "refreshed"]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from shopkeys.cli import admin, connections
+from shopkeys.cli import admin, connections, events
 from shopkeys.cli.serve import sandbox, serve
+from shopkeys.cli.worker import worker
 
 app = typer.Typer(
     help="shopkeys: OAuth connections to AliExpress, TikTok Shop, SHOPLINE and Ecwid, kept valid.",
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command()(sandbox)
+app.command()(worker)
 app.command()(connections.connect)
 app.command("list")(connections.list_)
 app.command()(connections.show)
@@ -27,6 +29,7 @@ app.command()(admin.doctor)
 app.add_typer(admin.keys_app, name="keys")
 app.add_typer(admin.apikey_app, name="apikey")
 app.add_typer(admin.db_app, name="db")
+app.add_typer(events.events_app, name="events")
 
 
 def main() -> None:

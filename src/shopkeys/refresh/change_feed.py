@@ -18,8 +18,9 @@ from shopkeys.refresh.token_cache import TokenCache
 log = logging.getLogger("shopkeys.refresh")
 
 #: How often the cache compares its entries with the database, so a change made by another
-#: process (the CLI, a second instance) is seen within this time.
-REVALIDATE_EVERY = timedelta(seconds=5)
+#: process (the CLI, a second instance) is seen within this time. On PostgreSQL, NOTIFY tells
+#: at once and this is the fallback; on SQLite it is the only way.
+REVALIDATE_EVERY = timedelta(seconds=1)
 #: How long a gap in the event ids is asked for again before it counts as a rolled-back write.
 HOLE_PATIENCE = timedelta(minutes=2)
 

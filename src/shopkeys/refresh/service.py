@@ -151,6 +151,13 @@ class TokenService:
         if waiting is not None:
             waiting.set()
 
+    def heard(self, connection_id: str) -> None:
+        """A change announced by another process; "" (listening restarted): forget everything."""
+        if connection_id:
+            self.forget(connection_id)
+        else:
+            self.cache.clear()
+
     def cached(self, connection_id: str) -> FreshToken | None:
         """The cached token if it is still good to hand out: the hot path, no I/O."""
         return self.cache.get(connection_id)

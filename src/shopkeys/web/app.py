@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shopkeys import __version__
+from shopkeys.background import Background
 from shopkeys.clock import Clock, utc_now
 from shopkeys.config import Settings
 from shopkeys.crypto import DecryptionError
@@ -66,6 +67,9 @@ def create_app(
             await runtime.api_keys.ensure(SANDBOX_KEY_NAME, sandbox_api_key)
         app.state.runtime = runtime
         await runtime.tokens.watch_from_now()
+        # The scheduler, the outbox and NOTIFY; stopped first at shutdown, so refreshes in
+        # flight store what they got before the database closes.
+        work = Background(runtime, scheduler=settings.scheduler)
         background = [
             asyncio.create_task(runtime.tokens.keep_revalidated()),
             # What other processes (the CLI) change must reach this one within seconds: a
@@ -79,6 +83,7 @@ def create_app(
         try:
             yield
         finally:
+            await work.stop()
             for task in background:
                 task.cancel()
             for task in background:
