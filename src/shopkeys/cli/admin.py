@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -20,7 +21,7 @@ from shopkeys.cli.common import (
     out,
     runtime,
 )
-from shopkeys.config import credential_variables
+from shopkeys.config import Settings, credential_variables
 from shopkeys.crypto import (
     FOLLOW_EVERY,
     KEY_FILE_NAME,
@@ -30,6 +31,7 @@ from shopkeys.crypto import (
     write_key_file,
 )
 from shopkeys.errors import ConfigurationError
+from shopkeys.events.secret import SECRET_FILE_NAME, read_webhook_secret
 from shopkeys.providers import get
 from shopkeys.runtime import database_url_of
 from shopkeys.store.database import create_engine, pending_migrations, upgrade
@@ -329,12 +331,37 @@ async def doctor() -> None:
             )
     if usage is not None:
         row("keys in use", *_key_usage(usage, ring))
+    row("webhooks", *_webhooks(settings))
     out.print(table)
     if database_error is not None:
         err.print(f"[red]error:[/red] database {escape(database_error)}", soft_wrap=True)
     if problems:
         err.print(f"[red]{problems} problem(s) to fix[/red], see the table above")
         raise typer.Exit(1)
+
+
+def _webhooks(settings: Settings) -> tuple[bool | None, str, str]:
+    """doctor's row on sending events to the app: the URL and the secret, shown only as
+    `whsec_` and its first characters."""
+    if settings.webhook_url is None:
+        return None, "not set: events are recorded only", "set SHOPKEYS_WEBHOOK_URL to send them"
+    parts = urlsplit(settings.webhook_url)
+    # Credentials in the URL (user:password@, a query) are not shown.
+    host = parts.netloc.rpartition("@")[2]
+    url = f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+    configured = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    try:
+        secret = read_webhook_secret(configured, settings.data_dir)
+    except ConfigurationError as exc:
+        fix = "fix SHOPKEYS_WEBHOOK_SECRET" if configured else "fix or delete the secret file"
+        return False, escape(f"{url}; {exc}"), fix
+    except OSError as exc:
+        return False, escape(f"{url}; {exc.strerror or exc}: {exc.filename}"), "fix the file"
+    if secret is None:
+        path = settings.data_dir / SECRET_FILE_NAME
+        return True, escape(f"{url}; secret generated into {path} on first run"), ""
+    where = "SHOPKEYS_WEBHOOK_SECRET" if secret.path is None else str(secret.path)
+    return True, escape(f"{url}; secret {secret.hint} from {where}"), "the app verifies with it"
 
 
 def _key_usage(usage: dict[str, int], ring: KeyRing | None) -> tuple[bool | None, str, str]:
