@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import secrets
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -74,11 +75,13 @@ class Fault:
     The first that applies wins: `drop` cuts the connection mid-response, `malformed` answers 200
     with an HTML body, `platform_error` answers with the platform's own error body for that code,
     `status` answers with that HTTP status (429 carries `retry_after`). `latency` delays any of
-    them, or the real answer when nothing else is set. `rate` is the chance it fires, `times` how
-    many more times it may fire before it removes itself (None: until cleared).
+    them, or the real answer when nothing else is set, and `jitter` adds up to that many seconds
+    more, drawn anew for each request. `rate` is the chance it fires, `times` how many more times
+    it may fire before it removes itself (None: until cleared).
     """
 
     latency: float = 0.0
+    jitter: float = 0.0
     status: int | None = None
     retry_after: float | None = None
     malformed: bool = False
@@ -116,6 +119,12 @@ class Faults:
 
     def active(self) -> dict[str, Fault]:
         return dict(self._faults)
+
+    def delay(self, fault: Fault) -> float:
+        """How long to hold this request for `fault`: its latency plus a draw of its jitter."""
+        if not fault.jitter:
+            return fault.latency
+        return fault.latency + self._random.random() * fault.jitter
 
     def take(self, endpoint: str) -> Fault | None:
         """The fault to apply to this request to `endpoint`, if one fires."""
@@ -284,6 +293,8 @@ class Simulator(ABC):
         self.clock = clock or SandboxClock()
         self.faults = Faults(seed)
         self.codes = CodeBook(self.clock)
+        #: Requests received per endpoint name (faults included), shown by `GET /_sandbox`.
+        self.calls: Counter[str] = Counter()
 
     @classmethod
     @abstractmethod
@@ -327,6 +338,12 @@ class Simulator(ABC):
         headers, body = self.webhook(payload)
         return await http.post(url, content=body, headers=headers)
 
+    def issue_grants(self, logins: Sequence[str]) -> list[dict[str, Any]]:
+        """Authorize the app for each of `logins` at once, as if each merchant had consented and
+        the code had been exchanged: the platform's token answers, for seeding many connections
+        (`POST /_sandbox/grants`). Simulators that support it override this."""
+        raise NotImplementedError(f"the {self.display_name} simulator cannot issue grants in bulk")
+
     def reset(self) -> None:
         """Forget faults, restore lifetimes, move the clock back to real time (tokens stay)."""
         self.faults.clear()
@@ -337,11 +354,13 @@ class Simulator(ABC):
         """Wrap `handler` so faults set for `name` apply to it."""
 
         async def guarded(request: Request) -> Response:
+            self.calls[name] += 1
             fault = self.faults.take(name)
             if fault is None:
                 return await handler(request)
-            if fault.latency:
-                await asyncio.sleep(fault.latency)
+            delay = self.faults.delay(fault)
+            if delay:
+                await asyncio.sleep(delay)
             if fault.drop:
                 return DroppedConnection()
             if fault.malformed:
@@ -376,6 +395,7 @@ class Simulator(ABC):
             Route("/_sandbox/clock", self._move_clock, methods=["POST"]),
             Route("/_sandbox/lifetimes", self._set_lifetimes, methods=["PUT"]),
             Route("/_sandbox/webhooks", self._send_webhook_route, methods=["POST"]),
+            Route("/_sandbox/grants", self._issue_grants_route, methods=["POST"]),
         ]
 
     async def _describe(self, request: Request) -> Response:
@@ -388,6 +408,7 @@ class Simulator(ABC):
                 "now": self.clock().isoformat(),
                 "lifetimes": asdict(self.lifetimes),
                 "faults": {k: asdict(v) for k, v in self.faults.active().items()},
+                "calls": dict(self.calls),
             }
         )
 
@@ -441,3 +462,18 @@ class Simulator(ABC):
         except httpx2.HTTPError as exc:
             return JSONResponse({"error": f"delivery failed: {type(exc).__name__}"}, 502)
         return JSONResponse({"delivered": True, "status": answer.status_code})
+
+    async def _issue_grants_route(self, request: Request) -> Response:
+        """`{"logins": [...]}`: the token answers of that many fresh authorizations, in order."""
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        logins = data.get("logins") if isinstance(data, dict) else None
+        if not isinstance(logins, list) or not all(isinstance(x, str) and x for x in logins):
+            return JSONResponse({"error": 'send {"logins": ["merchant-1", ...]}'}, 400)
+        try:
+            grants = self.issue_grants(logins)
+        except NotImplementedError as exc:
+            return JSONResponse({"error": str(exc)}, 404)
+        return JSONResponse({"grants": grants})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
@@ -231,11 +231,20 @@ class TikTokShopSimulator(Simulator):
                 raise _Refused(36004004) from None
         except _Refused as refused:
             return self.platform_error(str(refused.code))
-        account = issued.account
+        return self._token_answer(self._authorize_account(issued.account, issued.scopes))
+
+    def _authorize_account(self, account: SimAccount, scopes: tuple[str, ...]) -> Authorization:
         region = _REGIONS[int(account.digits(4, "region")) % len(_REGIONS)]
-        authorization = Authorization(account=account, region=region, scopes=issued.scopes)
+        authorization = Authorization(account=account, region=region, scopes=scopes)
         self.authorizations.append(authorization)
-        return self._token_answer(authorization)
+        return authorization
+
+    def issue_grants(self, logins: Sequence[str]) -> list[dict[str, Any]]:
+        """The `data` of `/api/v2/token/get` for a fresh authorization of each login."""
+        return [
+            self._token_data(self._authorize_account(SimAccount(login), GRANTED_SCOPES))
+            for login in logins
+        ]
 
     async def _refresh(self, request: Request) -> Response:
         query = request.query_params
@@ -268,6 +277,16 @@ class TikTokShopSimulator(Simulator):
         authorization: Authorization,
         keep_refresh: tuple[str, IssuedToken] | None = None,
     ) -> Response:
+        data = self._token_data(authorization, keep_refresh)
+        return JSONResponse(
+            {"code": 0, "message": "success", "request_id": self._request_id(), "data": data}
+        )
+
+    def _token_data(
+        self,
+        authorization: Authorization,
+        keep_refresh: tuple[str, IssuedToken] | None = None,
+    ) -> dict[str, Any]:
         access = random_token("ROW_")
         access_expiry = self._expiry(self.lifetimes.access)
         self.access_tokens[access] = IssuedToken(authorization, access_expiry)
@@ -289,9 +308,7 @@ class TikTokShopSimulator(Simulator):
             "user_type": 0,
             "granted_scopes": list(authorization.scopes),
         }
-        return JSONResponse(
-            {"code": 0, "message": "success", "request_id": self._request_id(), "data": data}
-        )
+        return data
 
     def _expiry(self, lifetime: float | None) -> datetime:
         """An absolute expiry on whole seconds, as the platform sends it."""
