@@ -117,6 +117,22 @@ async def test_redeliver_requeues_now_and_keeps_the_attempts(
     assert await claim(vault, clock) == [held]
 
 
+async def test_a_redelivered_event_waits_for_the_attempt_in_flight(
+    vault: Vault, clock: FakeClock
+) -> None:
+    await connect(vault)
+    await reconnect(vault)
+    first, second = sorted(await vault.deliveries.recent(), key=lambda d: d.event_id)
+    assert await claim(vault, clock) == [first.id]
+    await vault.deliveries.delivered(first.id, "a", 200)
+    assert await claim(vault, clock) == [second.id]
+    # Requeued while the later event is being sent: older, but it waits for that attempt.
+    await vault.deliveries.redeliver(first.id)
+    assert await claim(vault, clock, owner="b") == []
+    await vault.deliveries.delivered(second.id, "a", 200)
+    assert await claim(vault, clock, owner="b") == [first.id]
+
+
 async def test_redeliver_failed_requeues_every_given_up_one(vault: Vault, clock: FakeClock) -> None:
     for account_id in ("acct-1", "acct-2", "acct-3"):
         await connect(vault, account_id)

@@ -65,8 +65,9 @@ class DeliveryRepository(Repository):
     ) -> list[Delivery]:
         """Lease to `owner` until `lease_until` up to `limit` deliveries due at `now`.
 
-        Only a connection's oldest pending delivery is ever claimed, so a later event of a
-        connection waits for every earlier one still pending (given-up ones do not count).
+        Only a connection's oldest pending delivery is ever claimed, and only while none of
+        its deliveries is leased, so a later event of a connection waits for every earlier
+        one still pending (given-up ones do not count).
         Concurrent senders get disjoint sets: on PostgreSQL each skips the rows another has
         locked; on SQLite claims take the write lock first and so run one after another.
         """
@@ -86,6 +87,18 @@ class DeliveryRepository(Repository):
                 )
                 .exists()
             )
+            # A redelivered old event can be the oldest pending one while a later one is
+            # being sent: it waits for that attempt, so a connection has one in flight at most.
+            other = aliased(DeliveryRow)
+            in_flight = (
+                select(other.id)
+                .where(
+                    other.connection_id == DeliveryRow.connection_id,
+                    other.status == PENDING,
+                    other.lease_expires_at > now,
+                )
+                .exists()
+            )
             query = (
                 select(DeliveryRow)
                 .where(
@@ -93,6 +106,7 @@ class DeliveryRepository(Repository):
                     DeliveryRow.next_attempt_at <= now,
                     _not_leased(now),
                     ~earlier_pending,
+                    ~in_flight,
                 )
                 .order_by(DeliveryRow.next_attempt_at, DeliveryRow.event_id)
                 .limit(limit)
