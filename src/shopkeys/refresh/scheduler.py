@@ -108,7 +108,9 @@ class Scheduler:
 
         while True:
             until = self.clock() + self.tokens.lease_ttl
-            claimed = await leases.claim_due(self.tokens.owner, until, 2 * self.concurrency)
+            claimed = await leases.claim_due(
+                self.tokens.owner, until, 2 * self.concurrency, providers=self.tokens.providers
+            )
             fresh = [connection_id for connection_id in claimed if connection_id not in seen]
             metrics.scheduler_sweep(len(fresh))
             for connection_id in set(claimed) - set(fresh):

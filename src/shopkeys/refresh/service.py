@@ -305,7 +305,9 @@ class TokenService:
                 raise ConnectionUnusable(connection, f"{why}: connect the store again")
             if connection.blocked_until is not None and connection.blocked_until > now:
                 # A failure moments ago (here or on another instance) holds for every caller.
-                if mode is Mode.DUE or serve_despite_failure(connection, now, dead=False):
+                if mode is Mode.DUE or (
+                    mode is Mode.ON_DEMAND and serve_despite_failure(connection, now, dead=False)
+                ):
                     return self._finish(stored, Outcome.SKIPPED, started)
                 raise _shared_failure(connection, now)
             if not await self.vault.leases.acquire(connection_id, self.owner, now + self.lease_ttl):

@@ -97,15 +97,20 @@ class LeaseRepository(Repository):
             version=row[0], status=row[1], owner=row[2], expires_at=row[3], blocked_until=row[4]
         )
 
-    async def claim_due(self, owner: str, until: datetime, limit: int) -> list[str]:
-        """Lease up to `limit` active connections due a refresh and not held by anyone else.
+    async def claim_due(
+        self, owner: str, until: datetime, limit: int, *, providers: Collection[str]
+    ) -> list[str]:
+        """Lease up to `limit` active connections of `providers` due a refresh and not held by
+        anyone else.
 
-        Oldest due first. The claim commits before any platform is called.
+        Oldest due first. The claim commits before any platform is called. Connections of
+        platforms not configured here are left alone: nothing could refresh them.
         """
         now = self.clock()
         query = (
             select(C.id)
             .where(
+                C.provider.in_(list(providers)),
                 C.status == ACTIVE,
                 C.refresh_token.is_not(None),
                 C.next_refresh_at <= now,
@@ -219,3 +224,24 @@ class LeaseRepository(Repository):
         )
         async with self._session() as session:
             return list(await session.scalars(query))
+
+    async def count_due(self) -> int:
+        """How many connections a sweep would claim now: active, refreshable, due, not held back
+        by a failure and not leased by anyone (what `shopkeys refresh --due` expects to do; the
+        sweep itself may find more, or fewer)."""
+        from sqlalchemy import func
+
+        now = self.clock()
+        query = (
+            select(func.count())
+            .select_from(C)
+            .where(
+                C.status == ACTIVE,
+                C.refresh_token.is_not(None),
+                C.next_refresh_at <= now,
+                or_(C.blocked_until.is_(None), C.blocked_until <= now),
+                or_(C.lease_owner.is_(None), C.lease_expires_at <= now),
+            )
+        )
+        async with self._session() as session:
+            return int(await session.scalar(query) or 0)
