@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from shopkeys.errors import AuthorizationDead, RateLimited, TemporaryFailure
 from shopkeys.grant import Grant
-from shopkeys.refresh import TokenService
+from shopkeys.refresh import ConnectionUnusable, TokenService
 from shopkeys.store.records import ACTIVE
 from shopkeys.store.tables import ConnectionRow
 from shopkeys.store.vault import Vault
@@ -244,3 +244,17 @@ async def test_a_lapsed_lease_of_a_crashed_instance_is_taken_over(
     token = await asyncio.wait_for(asking, 5)
     assert token.access_token == later_grant(clock).access_token
     assert len(platform.calls) == 1
+
+
+async def test_a_revoked_connection_gives_no_token_and_is_not_refreshed(
+    vault: Vault, clock: FakeClock
+) -> None:
+    platform = FakeProvider()
+    tokens = instance(vault, clock, "one", platform)
+    connection_id = await connect(vault)
+    revoked = await vault.connections.mark_revoked(connection_id, "the app was uninstalled")
+    assert revoked is not None and revoked.status == "revoked" and revoked.next_refresh_at is None
+    with pytest.raises(ConnectionUnusable):
+        await tokens.fresh_token(connection_id)
+    assert await kinds(vault, connection_id) == ["connected", "revoked"]
+    assert platform.calls == []

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shopkeys.grant import Account, Grant
 from shopkeys.store.grant_json import shop_json
 from shopkeys.store.ids import new_id
-from shopkeys.store.records import ACTIVE, NEEDS_REAUTH, Connection, StoredTokens
+from shopkeys.store.records import ACTIVE, NEEDS_REAUTH, REVOKED, Connection, StoredTokens
 from shopkeys.store.repository import Repository, VersionConflict
 from shopkeys.store.tables import ConnectionRow
 
@@ -343,6 +343,28 @@ class ConnectionRepository(Repository):
                 detail["retry_at"] = retry_at.isoformat()
             await session.flush()
             await self._event(session, row, event, now, detail)
+            self._after_commit(session, row.id)
+            return _connection(row)
+
+        return await self._retrying(work)
+
+    async def mark_revoked(self, connection_id: str, reason: str) -> Connection | None:
+        """The platform says the merchant took the authorization back (an uninstall, a
+        deauthorization): the connection is `revoked`, with an event; None when there is none."""
+
+        async def work(session: AsyncSession) -> Connection | None:
+            row = await session.get(ConnectionRow, connection_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.status == REVOKED:
+                return _connection(row)
+            now = self.clock()
+            row.status = REVOKED
+            row.version += 1
+            row.updated_at = now
+            row.next_refresh_at = None
+            await session.flush()
+            await self._event(session, row, "revoked", now, {"reason": reason})
             self._after_commit(session, row.id)
             return _connection(row)
 
