@@ -18,7 +18,7 @@ from shopkeys.config import PlatformConfig, Settings
 from shopkeys.connect import ConnectFlow
 from shopkeys.crypto import LoadedKeys, load_key_ring
 from shopkeys.errors import ConfigurationError
-from shopkeys.events.sender import DeliverySender, build_sender
+from shopkeys.events.sender import DeliverySender, build_sender, webhook_secret_of
 from shopkeys.platform import Platform
 from shopkeys.providers import Provider, get
 from shopkeys.refresh import TokenService
@@ -105,6 +105,7 @@ async def open_runtime(
         settings.encryption_keys.get_secret_value() if settings.encryption_keys else None
     )
     keys = load_key_ring(configured_keys, settings.data_dir)
+    webhook_secret = webhook_secret_of(settings)
     if keys.created:
         log.warning(
             "created a new encryption key file at %s: back it up, without it the stored tokens "
@@ -165,7 +166,7 @@ async def open_runtime(
         connect=connect,
         tokens=tokens,
         scheduler=scheduler,
-        sender=build_sender(settings, vault, http, clock=clock, owner=owner),
+        sender=build_sender(settings, webhook_secret, vault, http, clock=clock, owner=owner),
         api_keys=ApiKeys(vault, clock=clock),
         clock=clock,
     )

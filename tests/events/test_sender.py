@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from shopkeys.config import Settings
 from shopkeys.errors import ConfigurationError
 from shopkeys.events.retry import Backoff, retry_after
-from shopkeys.events.sender import build_sender
+from shopkeys.events.sender import build_sender, webhook_secret_of
 from shopkeys.store.deliveries import DELIVERED, FAILED, PENDING
 from shopkeys.store.vault import Vault
 from tests.events.conftest import (
@@ -383,7 +383,10 @@ def _settings(tmp_path: Path, **values: object) -> Settings:
 
 async def test_build_sender_needs_a_webhook_url(vault: Vault, tmp_path: Path) -> None:
     async with Receiver().client() as http:
-        assert build_sender(_settings(tmp_path), vault, http, owner="o") is None
+        settings = _settings(tmp_path)
+        secret = webhook_secret_of(settings)
+        assert secret is None
+        assert build_sender(settings, secret, vault, http, owner="o") is None
     assert not (tmp_path / "data").exists()
 
 
@@ -392,8 +395,8 @@ async def test_build_sender_generates_the_secret_once(
 ) -> None:
     settings = _settings(tmp_path, webhook_url=WEBHOOK_URL, webhook_give_up_after=60.0)
     async with Receiver().client() as http:
-        send = build_sender(settings, vault, http, owner="o")
-        again = build_sender(settings, vault, http, owner="o")
+        send = build_sender(settings, webhook_secret_of(settings), vault, http, owner="o")
+        again = build_sender(settings, webhook_secret_of(settings), vault, http, owner="o")
     assert send is not None and again is not None
     assert send.secret.created and not again.secret.created
     assert send.secret.value == again.secret.value
@@ -406,13 +409,11 @@ async def test_build_sender_uses_and_checks_the_configured_secret(
     vault: Vault, tmp_path: Path
 ) -> None:
     async with Receiver().client() as http:
-        send = build_sender(
-            _settings(tmp_path, webhook_url=WEBHOOK_URL, webhook_secret=SecretStr(SECRET_VALUE)),
-            vault,
-            http,
-            owner="o",
+        configured = _settings(
+            tmp_path, webhook_url=WEBHOOK_URL, webhook_secret=SecretStr(SECRET_VALUE)
         )
+        send = build_sender(configured, webhook_secret_of(configured), vault, http, owner="o")
         assert send is not None and send.secret.value == SECRET_VALUE
         bad = _settings(tmp_path, webhook_url=WEBHOOK_URL, webhook_secret=SecretStr("whsec_x"))
         with pytest.raises(ConfigurationError, match="SHOPKEYS_WEBHOOK_SECRET"):
-            build_sender(bad, vault, http, owner="o")
+            webhook_secret_of(bad)

@@ -207,18 +207,12 @@ async def _start_of(response: httpx2.Response) -> bytes:
     return start[:READ_AT_MOST]
 
 
-def build_sender(
-    settings: Settings,
-    vault: Vault,
-    http: httpx2.AsyncClient,
-    *,
-    clock: Clock = utc_now,
-    owner: str,
-) -> DeliverySender | None:
-    """The sender the settings ask for, or None when no webhook URL is set.
+def webhook_secret_of(settings: Settings) -> WebhookSecret | None:
+    """The signing secret the settings ask for, or None when no webhook URL is set.
 
-    The secret is SHOPKEYS_WEBHOOK_SECRET, else the data directory's secret file, generated
-    on first use (`ConfigurationError` when either is malformed).
+    SHOPKEYS_WEBHOOK_SECRET, else the data directory's secret file, generated on first use
+    (`ConfigurationError` when either is malformed). Read before anything else is opened, so a
+    bad secret stops start-up before the database is touched.
     """
     if not settings.webhook_url:
         return None
@@ -230,6 +224,21 @@ def build_sender(
             "verifies events with it (or set SHOPKEYS_WEBHOOK_SECRET)",
             secret.path,
         )
+    return secret
+
+
+def build_sender(
+    settings: Settings,
+    secret: WebhookSecret | None,
+    vault: Vault,
+    http: httpx2.AsyncClient,
+    *,
+    clock: Clock = utc_now,
+    owner: str,
+) -> DeliverySender | None:
+    """The sender the settings ask for, or None when no webhook URL is set."""
+    if not settings.webhook_url or secret is None:
+        return None
     return DeliverySender(
         vault.deliveries,
         http,

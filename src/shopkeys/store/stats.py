@@ -5,12 +5,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from shopkeys.platform import Platform
+from shopkeys.store.deliveries import DELIVERY_STATUSES
 from shopkeys.store.records import STATUSES
 from shopkeys.store.repository import Repository
 from shopkeys.store.tables import ConnectionRow, DeliveryRow
-
-#: What a delivery's `status` may be (`DeliveryRow`).
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 class StatsRepository(Repository):
