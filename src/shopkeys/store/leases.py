@@ -225,10 +225,10 @@ class LeaseRepository(Repository):
         async with self._session() as session:
             return list(await session.scalars(query))
 
-    async def count_due(self) -> int:
-        """How many connections a sweep would claim now: active, refreshable, due, not held back
-        by a failure and not leased by anyone (what `shopkeys refresh --due` expects to do; the
-        sweep itself may find more, or fewer)."""
+    async def count_due(self, *, providers: Collection[str]) -> int:
+        """How many connections of `providers` a sweep would claim now: active, refreshable, due,
+        not held back by a failure and not leased by anyone (what `shopkeys refresh --due` expects
+        to do; the sweep itself may find more, or fewer)."""
         from sqlalchemy import func
 
         now = self.clock()
@@ -236,6 +236,7 @@ class LeaseRepository(Repository):
             select(func.count())
             .select_from(C)
             .where(
+                C.provider.in_(list(providers)),
                 C.status == ACTIVE,
                 C.refresh_token.is_not(None),
                 C.next_refresh_at <= now,
