@@ -16,6 +16,7 @@ from sqlalchemy import update
 from shopkeys.cli import connections as connections_cli
 from shopkeys.grant import Grant
 from shopkeys.refresh import FreshToken, TokenService
+from shopkeys.refresh.service import Outcome
 from shopkeys.runtime import open_runtime
 from shopkeys.sandbox.core import Fault
 from shopkeys.store.tables import ConnectionRow
@@ -292,7 +293,7 @@ def test_refresh_all_runs_a_bounded_number_at_once_and_each_connection_once(
     calls: Counter[str] = Counter()
     most = 0
 
-    async def fake_refresh(self: TokenService, connection_id: str) -> FreshToken:
+    async def fake_refresh(self: TokenService, connection_id: str) -> tuple[FreshToken, Outcome]:
         nonlocal most
         running[connection_id] += 1
         calls[connection_id] += 1
@@ -300,14 +301,15 @@ def test_refresh_all_runs_a_bounded_number_at_once_and_each_connection_once(
         most = max(most, sum(running.values()))
         await asyncio.sleep(0.02)
         running[connection_id] -= 1
-        return FreshToken(connection_id, "shopline", "x", access_token="x", expires_at=None)
+        token = FreshToken(connection_id, "shopline", "x", access_token="x", expires_at=None)
+        return token, Outcome.JOINED
 
-    monkeypatch.setattr(TokenService, "refresh", fake_refresh)
+    monkeypatch.setattr(TokenService, "refresh_with_outcome", fake_refresh)
     result = db_cli("refresh", "--all", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert calls == Counter(dict.fromkeys(ids, 1))
     assert 1 < most <= connections_cli.ALL_CONCURRENCY
-    # Nothing changed on the rows: another writer replaced the tokens, as far as it can tell.
+    # The fake says another refresh did the work each time.
     assert json.loads(result.stdout)["outcomes"]["joined"] == 20
 
 

@@ -31,7 +31,7 @@ from shopkeys.errors import AuthorizationDead, ProviderError, RateLimited
 from shopkeys.importing import TokenImport, import_token
 from shopkeys.platform import Platform
 from shopkeys.redact import redact
-from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, FreshToken, NotRefreshable
+from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.refresh.scheduler import SweepReport
 from shopkeys.refresh.service import Outcome
 from shopkeys.runtime import Runtime
@@ -433,11 +433,8 @@ async def _force(rt: Runtime, connection_id: str) -> Refreshed:
     Raises `ConnectionNotFound`, `NotRefreshable`, and `ConnectionUnusable` when its platform
     is not configured here; every other way it ends is an outcome.
     """
-    before = await rt.vault.connections.get(connection_id)
-    if before is None:
-        raise ConnectionNotFound(f"no connection {connection_id}")
     try:
-        fresh = await rt.tokens.refresh(connection_id)
+        fresh, outcome = await rt.tokens.refresh_with_outcome(connection_id)
     except AuthorizationDead as exc:
         return Refreshed(connection_id, Outcome.NEEDS_REAUTH, redact(str(exc)))
     except RateLimited as exc:
@@ -451,29 +448,14 @@ async def _force(rt: Runtime, connection_id: str) -> Refreshed:
         if connection.status == REVOKED:
             return Refreshed(connection_id, Outcome.SKIPPED, redact(str(exc)))
         return Refreshed(connection_id, Outcome.NEEDS_REAUTH, redact(str(exc)))
-    after = await rt.vault.connections.get(connection_id)
-    return _judge(before, after, fresh, rt.clock())
-
-
-def _judge(
-    before: Connection, after: Connection | None, fresh: FreshToken, now: datetime
-) -> Refreshed:
-    """What a forced refresh that handed out a token did, from the row before and after.
-
-    (`TokenService.refresh` also hands out the stored token when the refresh failed but that
-    token still works.)
-    """
-    connection_id = before.id
-    if after is None:
-        return Refreshed(connection_id, Outcome.SKIPPED, "deleted meanwhile")
-    if after.last_refreshed_at != before.last_refreshed_at:
-        return Refreshed(connection_id, Outcome.REFRESHED, access_expires_at=fresh.expires_at)
-    still = f"its access token still works ({humanize_until(after.access_expires_at, now)})"
-    if after.refresh_failures > before.refresh_failures:
-        rate_limited = after.last_error_kind == "rate_limited"
-        outcome = Outcome.RATE_LIMITED if rate_limited else Outcome.TEMPORARY_FAILURE
-        error = redact(after.last_error) if after.last_error else "the refresh failed"
-        return Refreshed(connection_id, outcome, f"{error}; {still}")
+    if outcome is Outcome.REFRESHED:
+        return Refreshed(connection_id, outcome, access_expires_at=fresh.expires_at)
+    if outcome in (Outcome.TEMPORARY_FAILURE, Outcome.RATE_LIMITED):
+        # The refresh failed, and the stored token, which still works, was handed out.
+        after = await rt.vault.connections.get(connection_id)
+        error = redact(after.last_error) if after and after.last_error else "the refresh failed"
+        still = humanize_until(fresh.expires_at, rt.clock())
+        return Refreshed(connection_id, outcome, f"{error}; its access token still works ({still})")
     return Refreshed(
         connection_id,
         Outcome.JOINED,

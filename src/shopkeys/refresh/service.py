@@ -192,6 +192,12 @@ class TokenService:
         `NotRefreshable` when there is nothing to refresh: the platform's tokens never expire,
         or the grant came without a usable refresh token.
         """
+        token, _ = await self.refresh_with_outcome(connection_id)
+        return token
+
+    async def refresh_with_outcome(self, connection_id: str) -> tuple[FreshToken, Outcome]:
+        """`refresh`, saying how it ended: a failure that left the stored token usable hands
+        that token out with the failure's outcome (the error is on the connection)."""
         stored = await self._load(connection_id)
         # The class, not the configured client: the platform's tokens never expire whether or
         # not its app is configured here.
@@ -208,9 +214,9 @@ class TokenService:
                 f"connection {connection_id} has no refresh token (the platform issued none that "
                 "works): connect the store again before its access token expires",
             )
-        token, _ = await self._once(connection_id, Mode.FORCED)
+        token, outcome = await self._once(connection_id, Mode.FORCED)
         assert token is not None
-        return token
+        return token, outcome
 
     async def refresh_due(self, connection_id: str) -> Outcome:
         """Refresh a connection the scheduler found due, if it still is; never raises for the
