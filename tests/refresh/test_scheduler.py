@@ -648,13 +648,6 @@ async def test_a_rejected_request_is_backed_off_not_ended(world: World, clock: F
     assert connection.next_refresh_at == clock.now + timedelta(seconds=30)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from the 43rd failure in a row policy.retry_at raises OverflowError inside "
-    "TokenService._record_failure: the failure is not recorded, next_refresh_at stays in the past "
-    "and refresh_failures at 42, so every sweep claims the connection again with no backoff (two "
-    "platform calls each), logging 'failed unexpectedly'",
-)
 async def test_a_long_outage_stays_backed_off(
     world: World, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -129,7 +129,10 @@ def retry_at(
     and while the access token still works, no later than halfway to its expiry, so a token
     that can still be saved is tried again in time.
     """
-    wait: timedelta = min(RETRY_CEILING, RETRY_FIRST * 2 ** max(failures - 1, 0))
+    # The exponent is capped: past the ceiling it changes nothing, and 2**43 of RETRY_FIRST
+    # would overflow timedelta after a long outage.
+    doublings = min(max(failures - 1, 0), 16)
+    wait: timedelta = min(RETRY_CEILING, RETRY_FIRST * 2**doublings)
     wait -= wait * 0.5 * jitter
     at: datetime = now + wait
     if access_expires_at is not None and access_expires_at > now:
