@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,6 @@ class Process:
     popen: subprocess.Popen[bytes]
     log: Path
     url: str | None = None
-    killed: bool = field(default=False)
 
     @property
     def pid(self) -> int:
@@ -222,10 +221,11 @@ class Process:
         """SIGKILL: no shutdown, no waiting for refreshes in flight."""
         self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(timeout=20)
-        self.killed = True
 
     def stop(self) -> int:
         """SIGTERM and wait: the graceful shutdown; returns the exit code."""
+        if self.popen.stdin is not None and not self.popen.stdin.closed:
+            self.popen.stdin.close()  # a held process that was never released
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
@@ -280,15 +280,19 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-async def start_servers(ports: list[int], env: dict[str, str], workdir: Path) -> list[Process]:
-    """`shopkeys serve` on each port, started together; returns once every one answers."""
-    processes = []
+async def start_servers(
+    ports: list[int], env: dict[str, str], workdir: Path, processes: list[Process]
+) -> list[Process]:
+    """`shopkeys serve` on each port, started together (and added to `processes`, which the
+    fixture stops); returns them once every one answers."""
+    servers = []
     for index, port in enumerate(ports):
         process = launch(f"serve-{index}", ["serve", "--port", str(port)], env, workdir)
         process.url = f"http://127.0.0.1:{port}"
+        servers.append(process)
         processes.append(process)
     async with httpx2.AsyncClient(timeout=5) as http:
-        for process in processes:
+        for process in servers:
 
             async def healthy(process: Process = process) -> bool:
                 try:
@@ -298,7 +302,7 @@ async def start_servers(ports: list[int], env: dict[str, str], workdir: Path) ->
                 return answer.status_code == 200
 
             await wait_for(process, healthy, "start serving")
-    return processes
+    return servers
 
 
 def held_worker(name: str, env: dict[str, str], workdir: Path) -> Process:

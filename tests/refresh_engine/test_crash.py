@@ -2,15 +2,17 @@
 
 Forty connections (TikTok Shop and SHOPLINE, both rotating refresh tokens strictly) are all due a
 refresh; the sandbox answers each refresh after 0 to 300 ms. A real `shopkeys worker` is started
-and SIGKILLed at a random moment (seeded), round after round, then a last worker is let finish.
+and SIGKILLed at a random moment (seeded), round after round, every active connection due again
+at the start of each round; then a last worker is let finish.
 
 Afterwards every connection is either `active` with the one refresh token the platform still
 accepts and a next refresh planned, or `needs_reauth` with the event that says so: never
 `active` on a dead refresh token. A connection can only be lost in one window, which no design
-closes: the platform rotated the refresh token (its answer sent, or still to be sent to a dead
-process) and the worker died before its commit. The test counts how often a kill landed there:
-every rotation the platform made that no `refreshed` event records, and checks that exactly
-those connections, and no others, ended `needs_reauth`.
+closes: the request reached the platform, which rotates the refresh token whether or not the
+worker lives to read the answer, and the worker died before its commit. With the latency, that
+window is most of a refresh's life. The test counts how often a kill landed there (every
+rotation the platform made that no `refreshed` event records) and checks that exactly those
+connections, and no others, ended `needs_reauth`; `pytest -rP` shows the count.
 
 Leases: a killed worker's leases lapse `SHOPKEYS_PLATFORM_TIMEOUT` + 30 s after it took them
 (`LEASE_MARGIN` in refresh/service.py is fixed). Instead of waiting that out after every kill,
@@ -24,7 +26,6 @@ import asyncio
 import random
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,16 +60,16 @@ ROUNDS = 10
 SEED = 20261202
 #: The platforms' refresh latency: uniformly 0 to this many seconds.
 LATENCY = 0.3
-#: Most kills land up to this long after the round's first refresh request reached the platform
-#: (a start-up on two busy cores takes long enough that kills timed from it mostly land before
-#: anything was sent)...
-KILL_WITHIN = 1.0
+#: Most kills land once the round's worker has sent its k-th refresh request, k drawn from 1 to
+#: this (or once it has nothing left to do), plus up to one latency: spread over the sweep by its
+#: progress, so a slow or busy machine moves the moments with the work instead of before it...
+KILL_AFTER_REQUESTS = 16
 #: ...those of these rounds up to `EARLY_KILL_WITHIN` after the worker said it started: while it
 #: claims its first batch, before anything is sent.
 EARLY_ROUNDS = frozenset({2, 6})
 EARLY_KILL_WITHIN = 0.3
-#: How long a round's worker may take to send its first refresh.
-FIRST_REFRESH_DEADLINE = 20.0
+#: How long a round's worker may take to get that far.
+PROGRESS_DEADLINE = 30.0
 #: How many workers are imported ahead of their round.
 AHEAD = 2
 #: How long the last worker may take to leave nothing due and no lease held.
@@ -106,15 +107,6 @@ def rotations(simulator: Simulator) -> int:
     return len(simulator.tokens)
 
 
-@dataclass
-class Report:
-    kills: list[str] = field(default_factory=list)
-
-    def line(self, text: str) -> None:
-        self.kills.append(text)
-        print(text)  # shown with -s: what each round did
-
-
 async def seed_connections(
     http: httpx2.AsyncClient, sandboxed: ServedSandbox, vault: Vault
 ) -> list[str]:
@@ -129,14 +121,20 @@ async def seed_connections(
     return ids
 
 
-async def first_refresh_sent(simulators: Iterable[Simulator], before: int, worker: Process) -> None:
-    """Until the platforms received a refresh request beyond the `before` they had (a wait for
-    the worker to get going, not timing)."""
+def refresh_requests(simulators: Iterable[Simulator]) -> int:
+    return sum(s.calls["refresh"] for s in simulators)
+
+
+async def requests_sent(
+    simulators: Iterable[Simulator], target: int, worker: Process, vault: Vault
+) -> None:
+    """Until the platforms have received `target` refresh requests in all, or nothing is left to
+    refresh (a wait for the worker's progress, not timing)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + FIRST_REFRESH_DEADLINE
-    while sum(s.calls["refresh"] for s in simulators) == before:
+    deadline = loop.time() + PROGRESS_DEADLINE
+    while refresh_requests(simulators) < target and not await settled(vault):
         if loop.time() > deadline or worker.popen.poll() is not None:
-            pytest.fail(f"{worker.name} sent no refresh:\n{worker.output()[-4000:]}")
+            pytest.fail(f"{worker.name} got stuck:\n{worker.output()[-4000:]}")
         await asyncio.sleep(0.01)
 
 
@@ -152,7 +150,7 @@ async def settled(vault: Vault) -> bool:
         "SELECT count(*) FROM connections WHERE lease_owner IS NOT NULL "
         "AND lease_expires_at > now()",
     )
-    return due == 0 and held == 0
+    return bool(due == 0 and held == 0)
 
 
 async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
@@ -163,7 +161,6 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
     processes: list[Process],
 ) -> None:
     rng = random.Random(SEED)
-    report = Report()
     simulators = {p: sandboxed.simulator(p) for p in PROVIDERS}
     async with httpx2.AsyncClient(timeout=10) as http:
         connection_ids = await seed_connections(http, sandboxed, vault)
@@ -196,8 +193,7 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
         await execute(
             vault, "UPDATE connections SET next_refresh_at = now() WHERE status = 'active'"
         )
-        calls = sum(s.calls["refresh"] for s in simulators.values())
-        simulator_list = list(simulators.values())
+        calls = refresh_requests(simulators.values())
         prepare()
         worker = await start_worker(upcoming.popleft())
         prepare()
@@ -206,8 +202,9 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
         if early:
             await asyncio.sleep(rng.uniform(0, EARLY_KILL_WITHIN))
         else:
-            await first_refresh_sent(simulator_list, calls, worker)
-            await asyncio.sleep(rng.uniform(0, KILL_WITHIN))
+            target = calls + rng.randint(1, KILL_AFTER_REQUESTS)
+            await requests_sent(simulators.values(), target, worker, vault)
+            await asyncio.sleep(rng.uniform(0, LATENCY))
         worker.kill()
         owner = f"%:{worker.pid}:%"
         held = await scalar(
@@ -219,15 +216,14 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
             owner=owner,
         )
         refreshed = await scalar(vault, "SELECT count(*) FROM events WHERE kind = 'refreshed'")
-        calls = sum(s.calls["refresh"] for s in simulators.values()) - calls
-        report.line(
+        calls = refresh_requests(simulators.values()) - calls
+        print(  # what each round did (pytest -s or -rP shows it)
             f"round {round_}: {'early kill, ' if early else ''}"
             f"{calls} refresh request(s) sent, killed holding {held} lease(s); "
             f"{refreshed} refreshes stored so far"
         )
 
-    # The last worker. A refresh the platform was still answering to a dead worker has landed
-    # once this one has started: the latency is far shorter than a start-up.
+    # The last worker, to finish what the others left.
     prepare()
     final = await start_worker(upcoming.popleft())
     loop = asyncio.get_running_loop()
@@ -238,6 +234,9 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
     assert final.stop() == 0, final.output()[-4000:]
 
     # -- what is left --------------------------------------------------------------------------
+    # Every refresh a dead worker sent has been answered (or refused) by the platform by now:
+    # its latency is the longest it holds one. Real time, as the latency is.
+    await asyncio.sleep(LATENCY)
     now = datetime.now(UTC)
     held = await rows(
         vault,
@@ -255,14 +254,16 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
         kinds = [e.kind for e in await vault.events.recent(connection_id, limit=500)]
         if connection.status == ACTIVE:
             # The one refresh token the platform takes is the stored one; the next is planned.
-            assert accepted == {stored.refresh_token}, f"{connection_id} is active on a dead token"
+            alive = stored.refresh_token in accepted
+            assert alive, f"{connection_id} is active on a refresh token the platform refuses"
+            assert len(accepted) == 1, f"{connection_id}: the platform kept {len(accepted)}"
             assert connection.next_refresh_at is not None and connection.next_refresh_at > now
             assert "needs_reauth" not in kinds
         else:
             assert connection.status == NEEDS_REAUTH, connection
             assert "needs_reauth" in kinds, kinds
             # Lost in the window: the platform rotated, and the token it gave was never stored.
-            assert stored.refresh_token not in accepted
+            assert stored.refresh_token not in accepted, f"{connection_id} needs_reauth needlessly"
             assert len(accepted) == 1, f"{connection_id}: the platform kept {len(accepted)}"
             lost.append(connection_id)
 
@@ -275,7 +276,7 @@ async def test_workers_killed_at_random_moments_never_leave_a_dead_token_active(
         vault, "SELECT count(*) FROM events WHERE kind IN ('refresh_failed', 'needs_reauth')"
     )
     assert failed == len(lost), "a refresh failed for another reason than a kill"
-    report.line(
+    print(
         f"{ROUNDS} kills: {made} rotations by the platforms, {stored_refreshes} stored; "
         f"the unrecoverable window was hit {len(lost)} time(s): "
         f"{len(connection_ids) - len(lost)} active, {len(lost)} needs_reauth"

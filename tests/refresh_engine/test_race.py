@@ -166,8 +166,7 @@ async def deploy(
         SHOPKEYS_SCHEDULER="false",
         **sandboxed.env(PROVIDER),
     )
-    servers = await start_servers(ports[:count], env, tmp_path)
-    processes.extend(servers)
+    servers = await start_servers(ports[:count], env, tmp_path, processes)
     return Deployment(servers, sandboxed, vault, api_key)
 
 
