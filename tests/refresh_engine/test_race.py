@@ -245,7 +245,9 @@ async def test_two_processes_never_rotate_the_same_refresh_token(
             refreshes = simulator.calls["refresh"]
             answers = await deployment.ask_all(http, connection_id, 40)
             statuses = [a.status_code for a in answers]
-            assert statuses == [200] * len(answers), {a.status_code: a.text for a in answers}
+            assert statuses == [200] * len(answers), {
+                a.status_code: a.text for a in answers if a.status_code != 200
+            }
             assert len({a.json()["access_token"] for a in answers}) == 1
             assert simulator.calls["refresh"] - refreshes == 1
             kinds = await deployment.kinds(connection_id)
