@@ -132,19 +132,13 @@ def test_backoff_starts_at_thirty_seconds_and_doubles_to_an_hour() -> None:
     assert waits == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
     # A count of zero (no failure recorded yet) waits as long as the first failure.
     assert backoff(0) == RETRY_FIRST
-    assert backoff(42) == RETRY_CEILING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: retry_at computes RETRY_FIRST * 2 ** (failures - 1) before capping it, which "
-    "overflows timedelta from the 43rd failure in a row (about a day and a half of an outage "
-    "at the one-hour ceiling)",
-)
-@pytest.mark.parametrize("failures", [43, 10_000])
+@pytest.mark.parametrize("failures", [42, 43, 100, 10_000])
 def test_backoff_stays_at_the_ceiling_however_many_failures(failures: int) -> None:
+    # Days of an outage at the ceiling must not overflow the wait (it did from the 43rd).
     assert backoff(failures) == RETRY_CEILING
+    assert backoff(failures, jitter=0.5) == RETRY_CEILING * 0.75
 
 
 def test_jitter_takes_up_to_half_the_wait_off() -> None:
