@@ -10,11 +10,12 @@ What a fault does to a refresh token decides what must come out of it:
 - the simulators' faults answer *instead of* the platform (its handler never runs), and a
   too-slow answer is cancelled with the client's call, so nothing was rotated: such faults must
   never cost a connection;
-- an answer lost *after* the platform rotated (`SandboxTransport.lose`, or a server that goes on
-  with a request its client gave up on, `SandboxTransport.detach`) leaves the stored refresh
-  token dead on a platform that rotates strictly. The engine asks once more at once: that saves
-  the connection when the platform has not yet rotated, and otherwise the platform refuses the
-  old token and the connection needs re-authorization. Tests below pin both outcomes.
+- an answer lost *after* the platform rotated (`SandboxTransport.lose`, or a request the
+  platform only processes after its client gave up, `SandboxTransport.hold`) leaves the stored
+  refresh token dead on a platform that rotates strictly. The engine asks once more at once:
+  that saves the connection when the platform has not yet rotated, and otherwise the platform
+  refuses the old token and the connection needs re-authorization. Tests below pin both
+  outcomes.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ class SandboxTransport(httpx2.AsyncBaseTransport):
     - A simulator's dropped connection (its app raises mid-response) reaches the client as the
       `RemoteProtocolError` a socket would give, not as the app's exception.
     - `lose[platform]`: how many refresh answers to lose after the platform processed them.
-    - `detach`: the server goes on with a request whose client gave up (timed out), as a real
-      server does; without it the in-process handler is cancelled with the call.
+    - `hold[platform]`: how many refresh requests to hold on their way, the client waiting (and
+      timing out) meanwhile; `release` then delivers them in order, as a server does with
+      requests whose clients gave up, and their answers go nowhere.
     Counts every refresh request per platform.
     """
 
@@ -79,8 +81,8 @@ class SandboxTransport(httpx2.AsyncBaseTransport):
         self.inner = httpx2.ASGITransport(app=app)
         self.refreshes: Counter[str] = Counter()
         self.lose: Counter[str] = Counter()
-        self.detach = False
-        self.detached: set[asyncio.Task[httpx2.Response]] = set()
+        self.hold: Counter[str] = Counter()
+        self.held: list[tuple[asyncio.Event, asyncio.Task[httpx2.Response]]] = []
 
     @staticmethod
     def is_refresh(request: httpx2.Request) -> tuple[str, bool]:
@@ -95,12 +97,12 @@ class SandboxTransport(httpx2.AsyncBaseTransport):
         if refresh:
             self.refreshes[platform] += 1
         try:
-            if self.detach:
-                task = asyncio.get_running_loop().create_task(
-                    self.inner.handle_async_request(request)
-                )
-                self.detached.add(task)
-                task.add_done_callback(self.detached.discard)
+            if refresh and self.hold[platform] > 0:
+                self.hold[platform] -= 1
+                gate = asyncio.Event()
+                task = asyncio.get_running_loop().create_task(self._later(gate, request))
+                self.held.append((gate, task))
+                # The client's timeout cancels this wait, not the request on its way.
                 response = await asyncio.shield(task)
             else:
                 response = await self.inner.handle_async_request(request)
@@ -114,10 +116,20 @@ class SandboxTransport(httpx2.AsyncBaseTransport):
             raise httpx2.ReadError("connection reset by peer", request=request)
         return response
 
-    async def settle(self) -> None:
-        """Wait for the requests the server went on with after their clients left."""
-        while self.detached:
-            await asyncio.gather(*self.detached, return_exceptions=True)
+    async def _later(self, gate: asyncio.Event, request: httpx2.Request) -> httpx2.Response:
+        await gate.wait()
+        response = await self.inner.handle_async_request(request)
+        await response.aread()
+        return response
+
+    async def release(self) -> list[httpx2.Response | BaseException]:
+        """Let the held requests reach the platform, one after the other; their answers."""
+        answers: list[httpx2.Response | BaseException] = []
+        while self.held:
+            gate, task = self.held.pop(0)
+            gate.set()
+            answers.extend(await asyncio.gather(task, return_exceptions=True))
+        return answers
 
 
 class Sandbox:
@@ -253,7 +265,7 @@ async def sandbox(clock: FakeClock) -> AsyncIterator[Sandbox]:
     try:
         yield box
     finally:
-        await box.transport.settle()
+        await box.transport.release()
         await box.http.aclose()
 
 
@@ -438,18 +450,18 @@ async def test_a_lost_answer_is_recovered_where_the_platform_does_not_rotate(
 async def test_a_timed_out_call_the_platform_finishes_later(
     engine: AsyncEngine, clock: FakeClock, sandbox: Sandbox, name: str
 ) -> None:
-    """The client gives up (call timeout) while the platform goes on and rotates later.
+    """The client gives up (call timeout) on a request the platform only gets to later.
 
-    The engine's immediate retry reaches the platform first and is answered: the connection has
-    the retry's tokens, and the slow request, finishing last, is refused the rotated-away token
-    with nobody listening.
+    The engine's immediate retry reaches the platform first and is answered: the connection
+    has the retry's tokens, and the late request, with the token the retry rotated away, is
+    refused with nobody listening.
     """
     world, connection_id = await connected_and_due(engine, clock, sandbox, name)
-    sandbox.transport.detach = True
-    sandbox.faults(name).set("refresh", Fault(latency=SLOW, times=1))
+    sandbox.transport.hold[name] = 1
     report = await world.scheduler.sweep()
-    await sandbox.transport.settle()
     assert report.outcomes == Counter({Outcome.REFRESHED: 1})
+    (late,) = await sandbox.transport.release()
+    assert isinstance(late, httpx2.Response)
     assert sandbox.transport.refreshes[name] == 2
     stored = await world.vault.connections.tokens(connection_id)
     assert stored is not None and stored.connection.status == ACTIVE
@@ -464,11 +476,13 @@ async def test_two_timed_out_calls_the_platform_finishes_later_end_the_grant(
     the second. The engine recorded a temporary failure and kept the token it sent, which the
     platform no longer accepts: the next attempt finds the grant dead."""
     world, connection_id = await connected_and_due(engine, clock, sandbox, name)
-    sandbox.transport.detach = True
-    sandbox.faults(name).set("refresh", Fault(latency=SLOW, times=2))
+    sandbox.transport.hold[name] = 2
     report = await world.scheduler.sweep()
     assert report.outcomes == Counter({Outcome.TEMPORARY_FAILURE: 1})
-    await sandbox.transport.settle()
+    connection = await world.vault.connections.get(connection_id)
+    assert connection is not None and connection.last_error is not None
+    assert "did not answer in time" in connection.last_error
+    await sandbox.transport.release()
     stored = await world.vault.connections.tokens(connection_id)
     assert stored is not None and stored.connection.status == ACTIVE
     assert not sandbox.refresh_token_alive(name, stored)
