@@ -497,17 +497,17 @@ async def test_two_instances_sweeping_at_once_refresh_each_connection_once(
 
 async def test_run_sweeps_until_stopped_and_stops_promptly(world: World, clock: FakeClock) -> None:
     scheduler = Scheduler(world.tokens, world.vault, clock=clock, interval=timedelta(hours=1))
-    await world.connect("due")
+    connection_id = await world.connect("due")
     clock.advance(DUE_AFTER_AN_HOUR_TOKEN.total_seconds())
     stop = asyncio.Event()
     task = asyncio.create_task(scheduler.run(stop))
-    for _ in range(200):
-        if world.platform("tiktok_shop").total:
+    for _ in range(1000):
+        if (await world.get(connection_id)).last_refreshed_at is not None:
             break
         await asyncio.sleep(0.005)
     assert world.platform("tiktok_shop").total == 1
     # Waiting out its (hour-long) interval, it ends as soon as it is told to.
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     assert not task.done()
     stop.set()
     await asyncio.wait_for(task, timeout=1.0)
@@ -541,12 +541,12 @@ async def test_a_failed_sweep_is_logged_and_retried(
     stop = asyncio.Event()
     with caplog.at_level(logging.WARNING, logger="shopkeys.scheduler"):
         task = asyncio.create_task(scheduler.run(stop))
-        for _ in range(200):
+        for _ in range(1000):
             if world.platform("tiktok_shop").total:
                 break
             await asyncio.sleep(0.005)
         stop.set()
-        await asyncio.wait_for(task, timeout=1.0)
+        await asyncio.wait_for(task, timeout=5.0)  # after the sweep under way
     assert world.platform("tiktok_shop").total == 1
     assert any("sweep failed" in r.getMessage() for r in caplog.records)
 
