@@ -477,6 +477,11 @@ class TokenService:
                     type(exc).__name__,
                 )
                 await self._sleep(min(5.0, 0.1 * 2**attempt))
+                # Keep the lease while retrying, so no other instance presents the refresh
+                # token that this grant replaced (the database may refuse this too).
+                with contextlib.suppress(DBAPIError, OSError):
+                    until = self.clock() + self.lease_ttl
+                    await self.vault.leases.acquire(connection_id, self.owner, until)
 
     async def _record_failure(
         self, stored: StoredTokens, exc: ProviderError, *, dead: bool
