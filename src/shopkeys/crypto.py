@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shopkeys.errors import ConfigurationError, ShopkeysError
+from shopkeys.private_files import create_once
 
 _VERSION = "v1"
 _NONCE_BYTES = 12
@@ -332,20 +333,9 @@ def _create_key_file(path: Path) -> bool:
     """Write a fresh ring to `path` unless it exists; True when this process wrote it.
 
     Two processes starting at once on a fresh data directory must not each keep a key of their
-    own: the file is linked into place only if absent, and both then read the one that won.
+    own: both then read the one that won.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(generate_key_ring().serialize())
-        os.link(temporary, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        temporary.unlink(missing_ok=True)
+    return create_once(path, generate_key_ring().serialize())
 
 
 def write_key_file(path: Path, ring: KeyRing) -> None:

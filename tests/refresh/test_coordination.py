@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from shopkeys.errors import AuthorizationDead, RateLimited, TemporaryFailure
 from shopkeys.grant import Grant
 from shopkeys.refresh import ConnectionUnusable, TokenService
+from shopkeys.refresh.scheduler import Scheduler
 from shopkeys.store.records import ACTIVE
 from shopkeys.store.tables import ConnectionRow
 from shopkeys.store.vault import Vault
@@ -258,3 +259,25 @@ async def test_a_revoked_connection_gives_no_token_and_is_not_refreshed(
         await tokens.fresh_token(connection_id)
     assert await kinds(vault, connection_id) == ["connected", "revoked"]
     assert platform.calls == []
+
+
+async def test_an_unforeseen_error_in_a_sweep_backs_the_connection_off(
+    vault: Vault, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tokens = instance(vault, clock, "one", FakeProvider())
+    connection_id = await connect(vault)
+    clock.advance(NEARLY_EXPIRED)
+
+    async def broken(connection_id: str) -> Any:
+        raise RuntimeError("secret-ish detail that must not be stored")
+
+    monkeypatch.setattr(tokens, "refresh_due", broken)
+    report = await Scheduler(tokens, vault, clock=clock).sweep()
+    assert report.claimed == 1
+    stored = await vault.connections.get(connection_id)
+    assert stored is not None and stored.status == ACTIVE and stored.refresh_failures == 1
+    assert stored.last_error == "the refresh failed unexpectedly (RuntimeError)"
+    assert stored.next_refresh_at is not None and stored.next_refresh_at > clock.now
+    # Backed off: the next sweep at the same moment leaves it alone.
+    assert (await Scheduler(tokens, vault, clock=clock).sweep()).claimed == 0
+    assert await lease_of(vault, connection_id) is None

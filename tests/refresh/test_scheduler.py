@@ -274,13 +274,6 @@ async def test_rows_without_a_next_refresh_are_planned(world: World, clock: Fake
 # -- grants that end ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="minor: claim_due ignores refresh_expires_at, so a connection whose refresh token ran "
-    "out before its access token is claimed (a lease write and several reads) and skipped at "
-    "every sweep until the access token ends: on AliExpress, whose refresh keeps the refresh "
-    "token's deadline but gives a full new access life, for up to the last access lifetime",
-)
 async def test_a_connection_with_nothing_left_to_refresh_with_is_not_claimed(
     world: World, clock: FakeClock
 ) -> None:

@@ -32,12 +32,11 @@ from shopkeys.crypto import load_key_ring
 from shopkeys.grant import Account, Grant
 from shopkeys.platform import Platform
 from shopkeys.providers import Provider, get
-from shopkeys.sandbox import Sandbox, build_sandbox
+from shopkeys.sandbox import build_sandbox
 from shopkeys.sandbox.browser import callback_params, press
-from shopkeys.sandbox.core import Simulator
 from shopkeys.store.database import create_engine, database_url, upgrade
 from shopkeys.store.vault import Vault
-from tests.conftest import IN_CI, POSTGRES_URL, TEST_KEYS, _admin
+from tests.conftest import IN_CI, POSTGRES_URL, TEST_KEYS, LiveSandbox, _admin
 from tests.live import reserve_socket, serve
 
 #: Marks for a test that needs PostgreSQL: skipped without one, except in CI (the fixture fails).
@@ -111,19 +110,9 @@ async def rows(vault: Vault, sql: str, **params: Any) -> list[Any]:
 
 
 @dataclass
-class ServedSandbox:
+class ServedSandbox(LiveSandbox):
     """The four simulators on a loopback port of the test process: their state is the test's to
     look at (`simulator(name).calls["refresh"]`, the tokens they issued)."""
-
-    url: str
-    sandbox: Sandbox
-    settings: Settings
-
-    def base_url(self, provider: str) -> str:
-        return f"{self.url}/sandbox/{provider}"
-
-    def simulator(self, provider: str) -> Simulator:
-        return self.sandbox.simulators[provider]
 
     def client(self, provider: str) -> Provider:
         """The real provider client, pointed at its simulator."""

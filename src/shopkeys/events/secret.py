@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shopkeys.errors import ConfigurationError
+from shopkeys.private_files import create_once
 
 PREFIX = "whsec_"
 SECRET_FILE_NAME = "webhook-secret"
@@ -101,22 +101,5 @@ def read_webhook_secret(configured: str | None, data_dir: Path) -> WebhookSecret
 
 
 def _create_secret_file(path: Path) -> bool:
-    """Write a fresh secret to `path` unless it exists; True when this process wrote it.
-
-    Processes starting at once on a fresh data directory must agree on one secret: the file is
-    linked into place only if absent, and the loser reads the winner's.
-    """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(generate_secret() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temporary, path)
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        temporary.unlink(missing_ok=True)
+    """Write a fresh secret to `path` unless it exists; True when this process wrote it."""
+    return create_once(path, generate_secret() + "\n")

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, or_, select, text, update
+from sqlalchemy import and_, case, false, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -51,6 +51,20 @@ class Deadline:
 
 def _free(now: datetime, owner: str) -> ColumnElement[bool]:
     return or_(C.lease_owner.is_(None), C.lease_owner == owner, C.lease_expires_at <= now)
+
+
+def _due(now: datetime, providers: Collection[str]) -> list[ColumnElement[bool]]:
+    """Active connections of `providers` due a refresh, with a live refresh token, not held
+    back by a failure."""
+    return [
+        C.provider.in_(list(providers)),
+        C.status == ACTIVE,
+        C.refresh_token.is_not(None),
+        C.next_refresh_at <= now,
+        or_(C.blocked_until.is_(None), C.blocked_until <= now),
+        # A dead refresh token refreshes nothing; the connection ends with its access token.
+        or_(C.refresh_expires_at.is_(None), C.refresh_expires_at > now),
+    ]
 
 
 class LeaseRepository(Repository):
@@ -109,14 +123,7 @@ class LeaseRepository(Repository):
         now = self.clock()
         query = (
             select(C.id)
-            .where(
-                C.provider.in_(list(providers)),
-                C.status == ACTIVE,
-                C.refresh_token.is_not(None),
-                C.next_refresh_at <= now,
-                or_(C.blocked_until.is_(None), C.blocked_until <= now),
-                _free(now, owner),
-            )
+            .where(*_due(now, providers), _free(now, owner))
             .order_by(C.next_refresh_at)
             .limit(limit)
         )
@@ -229,20 +236,8 @@ class LeaseRepository(Repository):
         """How many connections of `providers` a sweep would claim now: active, refreshable, due,
         not held back by a failure and not leased by anyone (what `shopkeys refresh --due` expects
         to do; the sweep itself may find more, or fewer)."""
-        from sqlalchemy import func
-
         now = self.clock()
-        query = (
-            select(func.count())
-            .select_from(C)
-            .where(
-                C.provider.in_(list(providers)),
-                C.status == ACTIVE,
-                C.refresh_token.is_not(None),
-                C.next_refresh_at <= now,
-                or_(C.blocked_until.is_(None), C.blocked_until <= now),
-                or_(C.lease_owner.is_(None), C.lease_expires_at <= now),
-            )
-        )
+        unleased = or_(C.lease_owner.is_(None), C.lease_expires_at <= now)
+        query = select(func.count()).select_from(C).where(*_due(now, providers), unleased)
         async with self._session() as session:
             return int(await session.scalar(query) or 0)
