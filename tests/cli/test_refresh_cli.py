@@ -16,7 +16,7 @@ from sqlalchemy import update
 from shopkeys.cli import connections as connections_cli
 from shopkeys.grant import Grant
 from shopkeys.refresh import FreshToken, TokenService
-from shopkeys.refresh.service import Outcome
+from shopkeys.refresh.outcomes import Outcome
 from shopkeys.runtime import open_runtime
 from shopkeys.sandbox.core import Fault
 from shopkeys.store.tables import ConnectionRow

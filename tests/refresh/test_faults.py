@@ -39,8 +39,9 @@ from shopkeys.config import Settings
 from shopkeys.crypto import KeyRing
 from shopkeys.providers import AppCredentials, Provider
 from shopkeys.providers import get as provider_class
+from shopkeys.refresh.outcomes import Outcome
 from shopkeys.refresh.scheduler import Scheduler, SweepReport
-from shopkeys.refresh.service import Outcome, TokenService
+from shopkeys.refresh.service import TokenService
 from shopkeys.refresh_plan import RefreshPlan
 from shopkeys.sandbox.aliexpress import AliExpressSimulator
 from shopkeys.sandbox.app import MOUNT_PREFIX, simulated_app, simulator_class

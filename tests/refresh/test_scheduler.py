@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shopkeys.crypto import KeyRing
 from shopkeys.errors import ProviderError, RateLimited, RequestRejected, TemporaryFailure
 from shopkeys.grant import Account, Grant
+from shopkeys.refresh.outcomes import Outcome
 from shopkeys.refresh.scheduler import Scheduler
-from shopkeys.refresh.service import Outcome, TokenService
+from shopkeys.refresh.service import TokenService
 from shopkeys.store import database as db
 from shopkeys.store.records import ACTIVE, NEEDS_REAUTH, Connection
 from shopkeys.store.tables import ConnectionRow

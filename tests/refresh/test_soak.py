@@ -27,9 +27,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shopkeys.crypto import KeyRing
+from shopkeys.refresh.outcomes import Outcome
 from shopkeys.refresh.policy import MIN_LIFE
 from shopkeys.refresh.scheduler import Scheduler
-from shopkeys.refresh.service import Outcome, TokenService
+from shopkeys.refresh.service import TokenService
 from shopkeys.refresh_plan import RefreshPlan
 from shopkeys.sandbox.core import Lifetimes
 from shopkeys.store.records import ACTIVE, Connection

@@ -32,8 +32,8 @@ from shopkeys.importing import TokenImport, import_token
 from shopkeys.platform import Platform
 from shopkeys.redact import redact
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
+from shopkeys.refresh.outcomes import Outcome
 from shopkeys.refresh.scheduler import SweepReport
-from shopkeys.refresh.service import Outcome
 from shopkeys.runtime import Runtime
 from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.records import ACTIVE, REVOKED, STATUSES, Connection

@@ -1,9 +1,11 @@
-"""What asking for a token gives: a `FreshToken`, or the reason there is none."""
+"""What asking for a token gives: a `FreshToken`, or the reason there is none; and how a
+refresh ended (`Outcome`), for metrics, the scheduler and the CLI."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from shopkeys.errors import ShopkeysError
@@ -66,3 +68,16 @@ class FreshToken:
         if self.public_token:
             body["public_token"] = self.public_token
         return body
+
+
+class Outcome(Enum):
+    """How one refresh attempt ended, for metrics and the scheduler's report."""
+
+    REFRESHED = "refreshed"
+    #: Another caller or instance refreshed it; its token was handed out.
+    JOINED = "joined"
+    #: Nothing to do: still has life, no longer due, or held by another instance.
+    SKIPPED = "skipped"
+    TEMPORARY_FAILURE = "temporary_failure"
+    RATE_LIMITED = "rate_limited"
+    NEEDS_REAUTH = "needs_reauth"

@@ -26,8 +26,9 @@ from datetime import timedelta
 
 from shopkeys import metrics
 from shopkeys.clock import Clock, utc_now
+from shopkeys.refresh.outcomes import Outcome
 from shopkeys.refresh.policy import retry_at
-from shopkeys.refresh.service import Outcome, TokenService
+from shopkeys.refresh.service import TokenService
 from shopkeys.store.vault import Vault
 
 log = logging.getLogger("shopkeys.scheduler")

@@ -24,7 +24,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import Enum
 
 import httpx2
@@ -36,19 +36,19 @@ from shopkeys.errors import (
     AuthorizationDead,
     ProviderError,
     RateLimited,
-    RequestRejected,
     TemporaryFailure,
 )
 from shopkeys.grant import Grant
 from shopkeys.providers import get as platform_class
 from shopkeys.providers.base import Provider
-from shopkeys.redact import redact
 from shopkeys.refresh.change_feed import REVALIDATE_EVERY, ChangeFollower
+from shopkeys.refresh.failures import failure_text, kind_of, shared_failure
 from shopkeys.refresh.outcomes import (
     ConnectionNotFound,
     ConnectionUnusable,
     FreshToken,
     NotRefreshable,
+    Outcome,
 )
 from shopkeys.refresh.policy import (
     MIN_LIFE,
@@ -89,19 +89,6 @@ class Mode(Enum):
     FORCED = "forced"
     #: The scheduler found it due: refresh if it is still due.
     DUE = "due"
-
-
-class Outcome(Enum):
-    """How one refresh attempt ended, for metrics and the scheduler's report."""
-
-    REFRESHED = "refreshed"
-    #: Another caller or instance refreshed it; its token was handed out.
-    JOINED = "joined"
-    #: Nothing to do: still has life, no longer due, or held by another instance.
-    SKIPPED = "skipped"
-    TEMPORARY_FAILURE = "temporary_failure"
-    RATE_LIMITED = "rate_limited"
-    NEEDS_REAUTH = "needs_reauth"
 
 
 def new_owner() -> str:
@@ -315,7 +302,7 @@ class TokenService:
                     mode is Mode.ON_DEMAND and serve_despite_failure(connection, now, dead=False)
                 ):
                     return self._finish(stored, Outcome.SKIPPED, started)
-                raise _shared_failure(connection, now)
+                raise shared_failure(connection, now)
             if not await self.vault.leases.acquire(connection_id, self.owner, now + self.lease_ttl):
                 metrics.lease_conflict("refresh")
                 if mode is Mode.DUE:
@@ -491,9 +478,9 @@ class TokenService:
         retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
         return await self.vault.connections.record_refresh_failure(
             connection.id,
-            _failure_text(exc, stored),
+            failure_text(exc, stored),
             dead=dead,
-            kind=_kind(exc),
+            kind=kind_of(exc),
             retry_at=None
             if dead
             else retry_at(
@@ -516,40 +503,3 @@ class TokenService:
 
 def _since(started: float) -> float:
     return time.perf_counter() - started
-
-
-def _kind(exc: ProviderError) -> str:
-    if isinstance(exc, AuthorizationDead):
-        return "needs_reauth"
-    if isinstance(exc, RateLimited):
-        return "rate_limited"
-    if isinstance(exc, RequestRejected):
-        return "rejected"
-    return "temporary"
-
-
-def _shared_failure(connection: Connection, now: datetime) -> ProviderError:
-    """The failure another caller met moments ago, raised again for this one without a call."""
-    message = connection.last_error or "the last refresh failed"
-    # The stored text already names the platform and the endpoint, which the error adds again.
-    message = message.removeprefix(f"{connection.provider} refresh: ")
-    kind = connection.last_error_kind
-    blocked = connection.blocked_until
-    left = max((blocked - now).total_seconds(), 1.0) if blocked else None
-    endpoint = "refresh"
-    if kind == "rate_limited":
-        return RateLimited(
-            message, provider=connection.provider, endpoint=endpoint, retry_after=left
-        )
-    if kind == "rejected":
-        return RequestRejected(message, provider=connection.provider, endpoint=endpoint)
-    return TemporaryFailure(message, provider=connection.provider, endpoint=endpoint)
-
-
-def _failure_text(exc: ProviderError, stored: StoredTokens) -> str:
-    """What a failed refresh stores and shows: the error, without the connection's tokens.
-
-    The provider has cleaned its own message of what it sent; this also catches the access token,
-    which a refresh does not send but the platform knows and may echo back.
-    """
-    return redact(str(exc), known=(stored.refresh_token, stored.access_token))
