@@ -13,7 +13,7 @@ import pytest
 from click.testing import Result
 from sqlalchemy import update
 
-from shopkeys.cli import connections as connections_cli
+from shopkeys.cli import refreshing as refreshing_cli
 from shopkeys.grant import Grant
 from shopkeys.refresh import FreshToken, TokenService
 from shopkeys.refresh.outcomes import Outcome
@@ -308,7 +308,7 @@ def test_refresh_all_runs_a_bounded_number_at_once_and_each_connection_once(
     result = db_cli("refresh", "--all", "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert calls == Counter(dict.fromkeys(ids, 1))
-    assert 1 < most <= connections_cli.ALL_CONCURRENCY
+    assert 1 < most <= refreshing_cli.ALL_CONCURRENCY
     # The fake says another refresh did the work each time.
     assert json.loads(result.stdout)["outcomes"]["joined"] == 20
 

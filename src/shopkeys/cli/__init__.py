@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shopkeys.cli import admin, connections, events
+from shopkeys.cli import admin, connections, events, refreshing
 from shopkeys.cli.serve import sandbox, serve
 from shopkeys.cli.worker import worker
 
@@ -21,7 +21,7 @@ app.command()(connections.connect)
 app.command("list")(connections.list_)
 app.command()(connections.show)
 app.command()(connections.token)
-app.command()(connections.refresh)
+app.command()(refreshing.refresh)
 app.command()(connections.claim)
 app.command()(connections.disconnect)
 app.command("import")(connections.import_)

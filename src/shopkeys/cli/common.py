@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
+from enum import StrEnum
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
@@ -138,3 +139,15 @@ def _span(seconds: int) -> str:
     if hours:
         return f"{hours}h {minutes}m"
     return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+class OutputFormat(StrEnum):
+    """How a command prints what it found: a table for people, JSON for scripts."""
+
+    table = "table"
+    json = "json"
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as JSON output shows it (ISO 8601), or None."""
+    return value.isoformat() if value is not None else None
