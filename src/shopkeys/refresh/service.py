@@ -303,6 +303,15 @@ class TokenService:
                 ):
                     return self._finish(stored, Outcome.SKIPPED, started)
                 raise shared_failure(connection, now)
+            # The scheduler's claim leased it before this read: then the read was already made
+            # under the lease, and taking it again and reading again would only cost time.
+            claimed = (
+                connection.lease_owner == self.owner
+                and connection.lease_expires_at is not None
+                and connection.lease_expires_at > now + self.call_timeout
+            )
+            if claimed:
+                return await self._refresh_holding(connection_id, provider, mode, started, stored)
             if not await self.vault.leases.acquire(connection_id, self.owner, now + self.lease_ttl):
                 metrics.lease_conflict("refresh")
                 if mode is Mode.DUE:
@@ -334,15 +343,20 @@ class TokenService:
             self._waiting.pop(connection_id, None)
 
     async def _refresh_holding(
-        self, connection_id: str, provider: Provider, mode: Mode, started: float
+        self,
+        connection_id: str,
+        provider: Provider,
+        mode: Mode,
+        started: float,
+        read_under_lease: StoredTokens | None = None,
     ) -> tuple[FreshToken | None, Outcome]:
         """Refresh with the lease held; every way out releases it (the write-back does so in its
         own transaction)."""
         released = False
         try:
-            # Read again under the lease: a refresh that landed between our first read and
-            # the lease is not done twice.
-            stored = await self._load(connection_id)
+            # Read again under the lease (unless that read was made under it already): a
+            # refresh that landed between our first read and the lease is not done twice.
+            stored = read_under_lease or await self._load(connection_id)
             connection = stored.connection
             now = self.clock()
             still_due = mode is Mode.FORCED or (
@@ -409,14 +423,20 @@ class TokenService:
                     return self.cache.remember(stored), outcome
                 raise
             break
-        outcome = Outcome.REFRESHED
         try:
-            await self._store(connection.id, grant, used)
+            saved = await self._store(connection.id, grant, used)
         except VersionConflict:
             # A reconnect replaced the refresh token meanwhile: its tokens stand.
             await self.vault.leases.release(connection.id, self.owner)
-            outcome = Outcome.JOINED
-        return self._finish(await self._load(connection.id), outcome, started)
+            return self._finish(await self._load(connection.id), Outcome.JOINED, started)
+        # What was just written, without reading it back.
+        fresh = StoredTokens(
+            connection=saved,
+            access_token=grant.access_token,
+            refresh_token=grant.refresh_token or used,
+            public_token=grant.public_token or stored.public_token,
+        )
+        return self._finish(fresh, Outcome.REFRESHED, started)
 
     async def _call(self, provider: Provider, refresh_token: str) -> Grant:
         """The platform's refresh, bounded by the call timeout whatever the HTTP client's."""
@@ -440,15 +460,14 @@ class TokenService:
             return stored
         return None
 
-    async def _store(self, connection_id: str, grant: Grant, used: str) -> None:
+    async def _store(self, connection_id: str, grant: Grant, used: str) -> Connection:
         """Write the new grant, retrying database failures: a rotated refresh token that is not
         stored is a lost connection."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                await self.vault.connections.save_refresh(
+                return await self.vault.connections.save_refresh(
                     connection_id, grant, used=used, lease_owner=self.owner
                 )
-                return
             except (DBAPIError, OSError) as exc:
                 if attempt == WRITE_ATTEMPTS:
                     log.error(
@@ -469,6 +488,7 @@ class TokenService:
                 with contextlib.suppress(DBAPIError, OSError):
                     until = self.clock() + self.lease_ttl
                     await self.vault.leases.acquire(connection_id, self.owner, until)
+        raise AssertionError("unreachable")
 
     async def _record_failure(
         self, stored: StoredTokens, exc: ProviderError, *, dead: bool

@@ -512,4 +512,6 @@ def _connection(row: ConnectionRow) -> Connection:
         last_error_kind=row.last_error_kind,
         blocked_until=row.blocked_until,
         reauth_notified_for=row.reauth_notified_for,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
     )

@@ -46,6 +46,9 @@ class Connection:
     blocked_until: datetime | None = None
     #: The deadline the app was last told about in a `reauth_due` event.
     reauth_notified_for: datetime | None = None
+    #: Which instance holds the connection's refresh lease, and until when.
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
