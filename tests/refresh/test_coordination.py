@@ -268,7 +268,7 @@ async def test_an_unforeseen_error_in_a_sweep_backs_the_connection_off(
     connection_id = await connect(vault)
     clock.advance(NEARLY_EXPIRED)
 
-    async def broken(connection_id: str) -> Any:
+    async def broken(connection_id: str, read: object = None) -> Any:
         raise RuntimeError("secret-ish detail that must not be stored")
 
     monkeypatch.setattr(tokens, "refresh_due", broken)

@@ -29,6 +29,7 @@ from shopkeys.clock import Clock, utc_now
 from shopkeys.refresh.outcomes import Outcome
 from shopkeys.refresh.policy import retry_at
 from shopkeys.refresh.service import TokenService
+from shopkeys.store.records import StoredTokens
 from shopkeys.store.vault import Vault
 
 log = logging.getLogger("shopkeys.scheduler")
@@ -95,10 +96,10 @@ class Scheduler:
         seen: set[str] = set()
         slots = asyncio.Semaphore(self.concurrency)
 
-        async def refresh(connection_id: str) -> None:
+        async def refresh(connection_id: str, read: StoredTokens | None) -> None:
             async with slots:
                 try:
-                    outcome = await self.tokens.refresh_due(connection_id)
+                    outcome = await self.tokens.refresh_due(connection_id, read)
                 except Exception as exc:  # one connection's surprise must not end the sweep
                     log.exception("refreshing %s failed unexpectedly", connection_id)
                     await self._back_off(connection_id, exc)
@@ -124,7 +125,9 @@ class Scheduler:
             if not fresh:
                 break
             seen.update(fresh)
-            await asyncio.gather(*(refresh(connection_id) for connection_id in fresh))
+            # The claimed batch read in one query, under its leases.
+            read = await self.vault.connections.tokens_of(fresh)
+            await asyncio.gather(*(refresh(id_, read.get(id_)) for id_ in fresh))
         return report
 
     async def _back_off(self, connection_id: str, exc: Exception) -> None:

@@ -205,11 +205,15 @@ class TokenService:
         assert token is not None
         return token, outcome
 
-    async def refresh_due(self, connection_id: str) -> Outcome:
+    async def refresh_due(self, connection_id: str, read: StoredTokens | None = None) -> Outcome:
         """Refresh a connection the scheduler found due, if it still is; never raises for the
-        platform's failures (they are recorded on the connection), only for a vanished row."""
+        platform's failures (they are recorded on the connection), only for a vanished row.
+
+        `read` is the connection as read after the scheduler claimed it (a batch is read in
+        one query), which saves reading it again.
+        """
         try:
-            _, outcome = await self._once(connection_id, Mode.DUE)
+            _, outcome = await self._once(connection_id, Mode.DUE, read)
         except (ConnectionNotFound, ConnectionUnusable):
             return Outcome.SKIPPED
         except AuthorizationDead:
@@ -231,12 +235,15 @@ class TokenService:
 
     # -- one refresh per connection ---------------------------------------------------------
 
-    async def _once(self, connection_id: str, mode: Mode) -> tuple[FreshToken | None, Outcome]:
+    async def _once(
+        self, connection_id: str, mode: Mode, read: StoredTokens | None = None
+    ) -> tuple[FreshToken | None, Outcome]:
         while True:
             task = self._inflight.get(connection_id)
             mine = task is None
             if task is None:
-                task = asyncio.get_running_loop().create_task(self._refresh(connection_id, mode))
+                refreshing = self._refresh(connection_id, mode, read)
+                task = asyncio.get_running_loop().create_task(refreshing)
                 self._inflight[connection_id] = task
                 task.add_done_callback(lambda _: self._inflight.pop(connection_id, None))
             # Shielded: a caller that goes away must not cancel a refresh others wait on, nor
@@ -261,11 +268,16 @@ class TokenService:
             )
         return stored
 
-    async def _refresh(self, connection_id: str, mode: Mode) -> tuple[FreshToken | None, Outcome]:
+    async def _refresh(
+        self, connection_id: str, mode: Mode, read: StoredTokens | None = None
+    ) -> tuple[FreshToken | None, Outcome]:
         started = time.perf_counter()
         waited_on: int | None = None
         while True:
-            stored = await self._load(connection_id)
+            if read is not None and read.connection.status == ACTIVE:
+                stored, read = read, None
+            else:
+                stored = await self._load(connection_id)
             connection = stored.connection
             if waited_on is not None and connection.version != waited_on:
                 # Another instance's refresh landed while we waited: its token is ours too.

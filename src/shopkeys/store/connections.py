@@ -8,7 +8,7 @@ connection's tokens or status bumps its `version` and notifies the listeners aft
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -183,14 +183,23 @@ class ConnectionRepository(Repository):
         """The connection with its tokens decrypted, or None."""
         async with self._session() as session:
             row = await session.get(ConnectionRow, connection_id)
-            if row is None:
-                return None
-            return StoredTokens(
-                connection=_connection(row),
-                access_token=self._open_token(row.id, "access_token", row.access_token),
-                refresh_token=self._open_optional(row.id, "refresh_token", row.refresh_token),
-                public_token=self._open_optional(row.id, "public_token", row.public_token),
-            )
+            return self._stored(row) if row is not None else None
+
+    async def tokens_of(self, connection_ids: Collection[str]) -> dict[str, StoredTokens]:
+        """`tokens` of many connections in one query (those that exist)."""
+        if not connection_ids:
+            return {}
+        query = select(ConnectionRow).where(ConnectionRow.id.in_(list(connection_ids)))
+        async with self._session() as session:
+            return {row.id: self._stored(row) for row in await session.scalars(query)}
+
+    def _stored(self, row: ConnectionRow) -> StoredTokens:
+        return StoredTokens(
+            connection=_connection(row),
+            access_token=self._open_token(row.id, "access_token", row.access_token),
+            refresh_token=self._open_optional(row.id, "refresh_token", row.refresh_token),
+            public_token=self._open_optional(row.id, "public_token", row.public_token),
+        )
 
     async def find(
         self,
