@@ -436,7 +436,7 @@ class TokenService:
                 raise
             break
         try:
-            saved = await self._store(connection.id, grant, used)
+            saved = await self._store(connection, grant, used)
         except VersionConflict:
             # A reconnect replaced the refresh token meanwhile: its tokens stand.
             await self.vault.leases.release(connection.id, self.owner)
@@ -472,13 +472,14 @@ class TokenService:
             return stored
         return None
 
-    async def _store(self, connection_id: str, grant: Grant, used: str) -> Connection:
-        """Write the new grant, retrying database failures: a rotated refresh token that is not
-        stored is a lost connection."""
+    async def _store(self, read: Connection, grant: Grant, used: str) -> Connection:
+        """Write the new grant over the connection as `read` under the lease, retrying database
+        failures: a rotated refresh token that is not stored is a lost connection."""
+        connection_id = read.id
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return await self.vault.connections.save_refresh(
-                    connection_id, grant, used=used, lease_owner=self.owner
+                    connection_id, grant, used=used, lease_owner=self.owner, read=read
                 )
             except (DBAPIError, OSError) as exc:
                 if attempt == WRITE_ATTEMPTS:

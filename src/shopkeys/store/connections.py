@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,27 +49,39 @@ class ConnectionRepository(Repository):
         return self._open_token(row_id, field_name, value) if value else None
 
     def _write_grant(self, row: ConnectionRow, grant: Grant) -> None:
-        row.access_token = self._seal_token(row.id, "access_token", grant.access_token)
-        row.refresh_token = self._seal_optional(row.id, "refresh_token", grant.refresh_token)
+        for name, value in self._grant_values(row.id, grant).items():
+            setattr(row, name, value)
+
+    def _grant_values(self, connection_id: str, grant: Grant) -> dict[str, Any]:
+        """The columns a new grant sets: its tokens sealed, its expiries, and a fresh start for
+        the refresh engine with the next refresh planned now, so no refreshable connection is
+        ever without one."""
+        values: dict[str, Any] = {
+            "access_token": self._seal_token(connection_id, "access_token", grant.access_token),
+            "refresh_token": self._seal_optional(
+                connection_id, "refresh_token", grant.refresh_token
+            ),
+            "access_expires_at": grant.access_expires_at,
+            "refresh_expires_at": grant.refresh_expires_at,
+            "scopes": list(grant.scopes),
+            "metadata_": dict(grant.raw),
+            "next_refresh_at": (
+                self.plan.next_refresh(self.clock(), grant.access_expires_at)
+                if grant.refresh_token
+                else None
+            ),
+            "refresh_failures": 0,
+            "last_error": None,
+            "last_error_kind": None,
+            "blocked_until": None,
+        }
         if grant.public_token:
             # A public token comes only with some authorizations and cannot be fetched again:
             # a grant without one (a refresh, an import, a reinstall) keeps the stored one.
-            row.public_token = self._seal_token(row.id, "public_token", grant.public_token)
-        row.access_expires_at = grant.access_expires_at
-        row.refresh_expires_at = grant.refresh_expires_at
-        row.scopes = list(grant.scopes)
-        row.metadata_ = dict(grant.raw)
-        # New tokens: a fresh start for the refresh engine, and the next refresh planned now, so
-        # no refreshable connection is ever without one.
-        row.next_refresh_at = (
-            self.plan.next_refresh(self.clock(), grant.access_expires_at)
-            if grant.refresh_token
-            else None
-        )
-        row.refresh_failures = 0
-        row.last_error = None
-        row.last_error_kind = None
-        row.blocked_until = None
+            values["public_token"] = self._seal_token(
+                connection_id, "public_token", grant.public_token
+            )
+        return values
 
     async def upsert(
         self,
@@ -267,7 +279,13 @@ class ConnectionRepository(Repository):
         return await self._retrying(work)
 
     async def save_refresh(
-        self, connection_id: str, grant: Grant, *, used: str, lease_owner: str | None = None
+        self,
+        connection_id: str,
+        grant: Grant,
+        *,
+        used: str,
+        lease_owner: str | None = None,
+        read: Connection | None = None,
     ) -> Connection:
         """Store a refreshed grant and its event, if the row still holds the refresh token `used`.
 
@@ -275,7 +293,18 @@ class ConnectionRepository(Repository):
         and releases `lease_owner`'s lease, so a crash cannot keep the old (now dead) refresh
         token. A row whose refresh token changed meanwhile (a reconnect, another refresher)
         raises `VersionConflict`, and nothing is written.
+
+        `read` is the connection as read before the refresh (under the lease): the write is
+        then one compare-and-set on its version, which moves with every change of tokens or
+        status. Only if that finds the row changed is it read again and judged by its refresh
+        token (a connection marked dead meanwhile by a stale decision gets its new grant).
         """
+        if read is not None:
+            saved = await self._retrying(
+                lambda session: self._save_over(session, read, grant, used, lease_owner)
+            )
+            if saved is not None:
+                return saved
 
         async def work(session: AsyncSession) -> Connection:
             row = await session.get(ConnectionRow, connection_id, with_for_update=True)
@@ -306,6 +335,60 @@ class ConnectionRepository(Repository):
             return _connection(row)
 
         return await self._retrying(work)
+
+    async def _save_over(
+        self,
+        session: AsyncSession,
+        read: Connection,
+        grant: Grant,
+        used: str,
+        lease_owner: str | None,
+    ) -> Connection | None:
+        """`save_refresh` as one conditional UPDATE on `read.version`; None if the row moved."""
+        now = self.clock()
+        if not grant.refresh_token:
+            # Platforms that do not rotate may leave the refresh token out: keep ours.
+            grant = _with_refresh_token(grant, used, read.refresh_expires_at)
+        # A refresh answers with less than the authorization did: keep what it does not replace.
+        grant = replace(grant, raw={**read.metadata, **grant.raw})
+        values = self._grant_values(read.id, grant)
+        version = read.version + 1
+        values.update(version=version, status=ACTIVE, updated_at=now, last_refreshed_at=now)
+        if lease_owner is not None:
+            mine = ConnectionRow.lease_owner == lease_owner
+            values["lease_owner"] = case((mine, None), else_=ConnectionRow.lease_owner)
+            values["lease_expires_at"] = case((mine, None), else_=ConnectionRow.lease_expires_at)
+        statement = (
+            update(ConnectionRow)
+            .where(ConnectionRow.id == read.id, ConnectionRow.version == read.version)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        result = await session.execute(statement)
+        if getattr(result, "rowcount", 0) != 1:
+            return None
+        saved = replace(
+            read,
+            status=ACTIVE,
+            version=version,
+            access_expires_at=grant.access_expires_at,
+            refresh_expires_at=grant.refresh_expires_at,
+            scopes=list(grant.scopes),
+            metadata=dict(grant.raw),
+            updated_at=now,
+            last_refreshed_at=now,
+            refresh_failures=0,
+            last_error=None,
+            last_error_kind=None,
+            blocked_until=None,
+            next_refresh_at=values["next_refresh_at"],
+            refreshable=True,
+            lease_owner=None if read.lease_owner == lease_owner else read.lease_owner,
+            lease_expires_at=None if read.lease_owner == lease_owner else read.lease_expires_at,
+        )
+        await self._event(session, saved, "refreshed", now, {"version": version})
+        self._after_commit(session, read.id)
+        return saved
 
     async def record_refresh_failure(
         self,

@@ -7,12 +7,12 @@ change, so an event is sent to the app if and only if its change was committed.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkeys.store.ids import new_id
-from shopkeys.store.tables import ConnectionRow, DeliveryRow, EventRow
+from shopkeys.store.tables import DeliveryRow, EventRow
 
 #: The event kinds the app is sent, and the Standard Webhooks `type` each goes out as. The others
 #: (`moved`, `end_user_changed`, ...) stay in the log for operators.
@@ -28,9 +28,24 @@ APP_EVENT_TYPES: dict[str, str] = {
 }
 
 
+class Subject(Protocol):
+    """What an event names of its connection: a stored row, or the record of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def end_user_id(self) -> str | None: ...
+    @property
+    def status(self) -> str: ...
+
+
 async def record_event(
     session: AsyncSession,
-    row: ConnectionRow,
+    row: Subject,
     kind: str,
     now: datetime,
     detail: dict[str, Any],

@@ -23,8 +23,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from shopkeys.clock import Clock
 from shopkeys.crypto import KeyRing
 from shopkeys.refresh_plan import RefreshPlan
-from shopkeys.store.recording import record_event
-from shopkeys.store.tables import ConnectionRow
+from shopkeys.store.recording import Subject, record_event
 
 Listener = Callable[[str], None]
 T = TypeVar("T")
@@ -167,7 +166,7 @@ class Repository:
     async def _event(
         self,
         session: AsyncSession,
-        row: ConnectionRow,
+        row: Subject,
         kind: str,
         now: datetime,
         detail: dict[str, Any],
