@@ -17,8 +17,7 @@ from starlette.responses import Response
 from shopkeys.config import Settings
 from shopkeys.metrics import REGISTRY
 from shopkeys.runtime import Runtime
-from shopkeys.web.errors import error_response
-from shopkeys.web.security import bearer_value
+from shopkeys.web.security import active_key, bearer_value, unauthorized
 
 PATH = "/metrics"
 
@@ -27,35 +26,15 @@ async def metrics_endpoint(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     settings: Settings = request.app.state.settings
     if settings.metrics_require_api_key:
-        refused = await _refusal(request, runtime)
-        if refused is not None:
-            return refused
+        # Any scope will do: every scope may read, and the metrics are less than a read shows.
+        presented = bearer_value(request.headers.get("authorization"))
+        if await active_key(runtime, presented) is None:
+            return unauthorized(presented)
     stats = runtime.vault.stats
     scrape = _Scrape(
         await stats.connections_by_provider_and_status(), await stats.deliveries_by_status()
     )
     return Response(generate_latest(scrape), media_type=CONTENT_TYPE_PLAIN_0_0_4)
-
-
-async def _refusal(request: Request, runtime: Runtime) -> Response | None:
-    """401 unless the request carries an active API key, as `ApiKeyGate` asks on `/v1`.
-
-    Any scope will do: every scope may read, and the metrics are less than a read shows.
-    """
-    presented = bearer_value(request.headers.get("authorization"))
-    key = None
-    if presented is not None:
-        known, key = runtime.api_keys.check_cached(presented)
-        if not known:
-            key = await runtime.api_keys.check(presented)
-    if key is not None:
-        return None
-    message = (
-        "send an API key as `Authorization: Bearer sk_...`"
-        if presented is None
-        else "the API key is not valid or was revoked"
-    )
-    return error_response(401, "unauthorized", message)
 
 
 class _Scrape:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopkeys.api_keys import allows
@@ -40,6 +41,26 @@ def bearer_value(header: str | None) -> str | None:
     return value.strip()
 
 
+async def active_key(runtime: Runtime, presented: str | None) -> ApiKey | None:
+    """The active API key `presented` is, from memory when it can; None for none or a bad one."""
+    if presented is None:
+        return None
+    known, key = runtime.api_keys.check_cached(presented)
+    if not known:
+        key = await runtime.api_keys.check(presented)
+    return key
+
+
+def unauthorized(presented: str | None) -> Response:
+    """The 401 for a request without an active API key, saying which of the two it was."""
+    message = (
+        "send an API key as `Authorization: Bearer sk_...`"
+        if presented is None
+        else "the API key is not valid or was revoked"
+    )
+    return error_response(401, "unauthorized", message)
+
+
 class ApiKeyGate:
     """Answers 401 for any `/v1` request without an active API key, before routing or parsing.
 
@@ -60,18 +81,9 @@ class ApiKeyGate:
                 presented = bearer_value(value.decode("latin-1"))
                 break
         runtime: Runtime = scope["app"].state.runtime
-        key = None
-        if presented is not None:
-            known, key = runtime.api_keys.check_cached(presented)
-            if not known:
-                key = await runtime.api_keys.check(presented)
+        key = await active_key(runtime, presented)
         if key is None:
-            message = (
-                "send an API key as `Authorization: Bearer sk_...`"
-                if presented is None
-                else "the API key is not valid or was revoked"
-            )
-            await error_response(401, "unauthorized", message)(scope, receive, send)
+            await unauthorized(presented)(scope, receive, send)
             return
         scope.setdefault("state", {})["api_key"] = key
         await self.app(scope, receive, send)
