@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -99,10 +99,7 @@ class ConnectionRepository(Repository):
         """
 
         async def work(session: AsyncSession) -> tuple[Connection, bool]:
-            if self.engine.dialect.name == "sqlite":
-                # SQLite ignores FOR UPDATE: its write lock, taken before the read, makes
-                # concurrent upserts of one store wait their turn instead of conflicting.
-                await session.execute(text("BEGIN IMMEDIATE"))
+            await self._write_lock(session)
             return await self._upsert(session, grant, account, end_user_id, source)
 
         for attempt in range(2):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -73,10 +73,8 @@ class DeliveryRepository(Repository):
         """
 
         async def work(session: AsyncSession) -> list[Delivery]:
-            if self.engine.dialect.name == "sqlite":
-                # SQLite ignores FOR UPDATE: taking its write lock before the read makes a
-                # second sender read only after this one's leases are committed.
-                await session.execute(text("BEGIN IMMEDIATE"))
+            # A second sender reads only after this one's leases are committed.
+            await self._write_lock(session)
             older = aliased(DeliveryRow)
             earlier_pending = (
                 select(older.id)

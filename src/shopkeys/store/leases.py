@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, false, func, or_, select, text, update
+from sqlalchemy import and_, case, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -126,15 +126,12 @@ class LeaseRepository(Repository):
             .where(*_due(now, providers), _free(now, owner))
             .order_by(C.next_refresh_at)
             .limit(limit)
-        )
-        postgres = self.engine.dialect.name == "postgresql"
-        if postgres:
             # Rows another instance is claiming right now are skipped, not waited for.
-            query = query.with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True)
+        )
 
         async def work(session: AsyncSession) -> list[str]:
-            if not postgres:
-                await session.execute(text("BEGIN IMMEDIATE"))
+            await self._write_lock(session)
             ids = list(await session.scalars(query))
             if ids:
                 await session.execute(
@@ -145,13 +142,7 @@ class LeaseRepository(Repository):
                 )
             return ids
 
-        if postgres:
-            return await self._transaction(work)
-        # SQLite: `BEGIN IMMEDIATE` opens the transaction itself, so no `session.begin()`.
-        async with self._session() as session:
-            ids = await work(session)
-            await session.commit()
-            return ids
+        return await self._transaction(work)
 
     async def plan_unplanned(self, limit: int = 500) -> int:
         """Give a next refresh time to refreshable connections that have none (rows stored

@@ -120,6 +120,16 @@ class Repository:
         """A session for reads; writes go through `_transaction` or `_retrying`."""
         return self._storage.sessions()
 
+    async def _write_lock(self, session: AsyncSession) -> None:
+        """On SQLite, take the database's write lock now, as the transaction's first statement.
+
+        SQLite ignores FOR UPDATE: taking its write lock before the read makes concurrent
+        writers (upserts of one store, claims of due work) wait their turn instead of reading
+        the same rows and conflicting. On PostgreSQL the rows' own locks do that; no-op.
+        """
+        if self.engine.dialect.name == "sqlite":
+            await session.execute(text("BEGIN IMMEDIATE"))
+
     async def _transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async with self._storage.sessions() as session, session.begin():
             return await work(session)
