@@ -24,7 +24,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 
 import httpx2
@@ -284,16 +284,11 @@ class TokenService:
                 return self._finish(stored, Outcome.JOINED, started)
             now = self.clock()
             provider = self.providers.get(connection.provider)
-            forced = mode is Mode.FORCED or (
-                mode is Mode.DUE
-                and connection.next_refresh_at is not None
-                and connection.next_refresh_at <= now
-            )
             decision = decide(
                 connection,
                 now,
                 platform_refreshes=provider.refreshable if provider is not None else None,
-                forced=forced,
+                forced=_wanted_whatever_its_life(mode, connection, now),
                 min_life=self.min_life,
             )
             if decision.action is Action.SERVE:
@@ -371,11 +366,7 @@ class TokenService:
             stored = read_under_lease or await self._load(connection_id)
             connection = stored.connection
             now = self.clock()
-            still_due = mode is Mode.FORCED or (
-                mode is Mode.DUE
-                and connection.next_refresh_at is not None
-                and connection.next_refresh_at <= now
-            )
+            still_due = _wanted_whatever_its_life(mode, connection, now)
             if not still_due and has_life(connection.access_expires_at, now, self.min_life):
                 outcome = Outcome.SKIPPED if mode is Mode.DUE else Outcome.JOINED
                 return self._finish(stored, outcome, started)
@@ -532,6 +523,15 @@ class TokenService:
     ) -> tuple[FreshToken, Outcome]:
         metrics.refresh_finished(stored.connection.provider, outcome.value, _since(started))
         return self.cache.remember(stored), outcome
+
+
+def _wanted_whatever_its_life(mode: Mode, connection: Connection, now: datetime) -> bool:
+    """Whether `mode` refreshes the connection even with life left: an operator's refresh, or
+    the scheduler's while the connection is still due."""
+    if mode is Mode.FORCED:
+        return True
+    due = connection.next_refresh_at
+    return mode is Mode.DUE and due is not None and due <= now
 
 
 def _since(started: float) -> float:
