@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from datetime import timedelta
 from shopkeys import metrics
 from shopkeys.clock import Clock, utc_now
 from shopkeys.refresh.outcomes import Outcome
-from shopkeys.refresh.policy import retry_at
 from shopkeys.refresh.service import TokenService
 from shopkeys.store.records import StoredTokens
 from shopkeys.store.vault import Vault
@@ -102,7 +100,7 @@ class Scheduler:
                     outcome = await self.tokens.refresh_due(connection_id, read)
                 except Exception as exc:  # one connection's surprise must not end the sweep
                     log.exception("refreshing %s failed unexpectedly", connection_id)
-                    await self._back_off(connection_id, exc)
+                    await self.tokens.record_unforeseen(connection_id, exc)
                     outcome = Outcome.TEMPORARY_FAILURE
                 if outcome is not Outcome.REFRESHED:
                     # The claim's lease, unless the write-back released it already.
@@ -129,27 +127,6 @@ class Scheduler:
             read = await self.vault.connections.tokens_of(fresh)
             await asyncio.gather(*(refresh(id_, read.get(id_)) for id_ in fresh))
         return report
-
-    async def _back_off(self, connection_id: str, exc: Exception) -> None:
-        """Record a failure nobody classified, with the usual backoff, so the connection is not
-        tried again at every sweep (the text names the error's kind only: it may hold secrets)."""
-        connection = await self.vault.connections.get(connection_id)
-        if connection is None:
-            return
-        now = self.clock()
-        await self.vault.connections.record_refresh_failure(
-            connection_id,
-            f"the refresh failed unexpectedly ({type(exc).__name__})",
-            dead=False,
-            kind="temporary",
-            retry_at=retry_at(
-                connection.refresh_failures + 1,
-                now,
-                access_expires_at=connection.access_expires_at,
-                retry_after=None,
-                jitter=random.random(),
-            ),
-        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every `interval` until `stop` is set; a failed sweep is logged and retried."""

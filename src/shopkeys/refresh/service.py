@@ -505,17 +505,36 @@ class TokenService:
             failure_text(exc, stored),
             dead=dead,
             kind=kind_of(exc),
-            retry_at=None
-            if dead
-            else retry_at(
-                connection.refresh_failures + 1,
-                now,
-                access_expires_at=connection.access_expires_at,
-                retry_after=retry_after,
-                jitter=self._jitter(),
-            ),
+            retry_at=None if dead else self._next_try(connection, now, retry_after),
             hold_until=None if dead else hold_until(now, retry_after),
             lease_owner=self.owner,
+        )
+
+    async def record_unforeseen(self, connection_id: str, exc: Exception) -> None:
+        """Record a refresh that failed in a way nobody classified, with the usual backoff, so
+        the connection is not tried again at every sweep. The text names the error's kind only:
+        its message may hold secrets."""
+        connection = await self.vault.connections.get(connection_id)
+        if connection is None:
+            return
+        await self.vault.connections.record_refresh_failure(
+            connection_id,
+            f"the refresh failed unexpectedly ({type(exc).__name__})",
+            dead=False,
+            kind="temporary",
+            retry_at=self._next_try(connection, self.clock(), None),
+        )
+
+    def _next_try(
+        self, connection: Connection, now: datetime, retry_after: float | None
+    ) -> datetime:
+        """When the scheduler tries again after one more failure of `connection`."""
+        return retry_at(
+            connection.refresh_failures + 1,
+            now,
+            access_expires_at=connection.access_expires_at,
+            retry_after=retry_after,
+            jitter=self._jitter(),
         )
 
     def _finish(
