@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from urllib.parse import urlsplit
 
 import typer
 from rich.markup import escape
@@ -20,6 +19,7 @@ from shopkeys.cli.common import (
     load_settings,
     out,
     runtime,
+    shown_url,
 )
 from shopkeys.config import Settings, credential_variables
 from shopkeys.crypto import (
@@ -345,10 +345,7 @@ def _webhooks(settings: Settings) -> tuple[bool | None, str, str]:
     `whsec_` and its first characters."""
     if settings.webhook_url is None:
         return None, "not set: events are recorded only", "set SHOPKEYS_WEBHOOK_URL to send them"
-    parts = urlsplit(settings.webhook_url)
-    # Credentials in the URL (user:password@, a query) are not shown.
-    host = parts.netloc.rpartition("@")[2]
-    url = f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+    url = shown_url(settings.webhook_url)
     configured = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     try:
         secret = read_webhook_secret(configured, settings.data_dir)

@@ -7,7 +7,7 @@ import logging
 import signal
 
 from shopkeys.background import Background
-from shopkeys.cli.common import database_problem, fail, load_settings
+from shopkeys.cli.common import database_problem, fail, load_settings, shown_url
 from shopkeys.errors import ConfigurationError
 from shopkeys.redact import guard_logs
 from shopkeys.runtime import open_runtime
@@ -47,7 +47,9 @@ async def _work() -> None:
         "worker %s started: sweeps every %g s, events %s",
         runtime.tokens.owner,
         settings.refresh_interval,
-        "to " + str(settings.webhook_url) if settings.webhook_url else "not sent (no webhook URL)",
+        "to " + shown_url(settings.webhook_url)
+        if settings.webhook_url
+        else "not sent (no webhook URL)",
     )
     try:
         await stop.wait()
