@@ -127,6 +127,9 @@ class _ServiceSettings(BaseSettings):
     #: Seconds after which an event that could not be delivered is given up.
     webhook_give_up_after: float = Field(default=3 * 86400.0, gt=0)
 
+    #: Seconds an operator stays signed in to the web pages.
+    operator_session_lifetime: float = Field(default=12 * 3600.0, gt=0)
+
     #: Whether `/metrics` serves Prometheus metrics, and whether it asks for an API key.
     metrics: bool = True
     metrics_require_api_key: bool = False

@@ -69,6 +69,14 @@ class AwaitingConfirmation:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenLink:
+    """A connect link that can be followed: its session and the platform it connects."""
+
+    session: AuthSession
+    provider: Provider
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectLink:
     """Where to send the merchant, and until when the link works."""
 
@@ -156,14 +164,14 @@ class ConnectFlow:
         link = f"{self.public_url}/connect?{urlencode({'session': token})}"
         return ConnectLink(session.id, link, expires_at)
 
-    async def authorization_redirect(
+    async def open_link(
         self, token: str, *, browser: str | None = None
-    ) -> str | AwaitingConfirmation:
-        """The platform's authorization URL for a connect link, with a fresh single-use state.
+    ) -> OpenLink | AwaitingConfirmation:
+        """What a connect link leads to, starting nothing: the page the merchant sees first.
 
-        `browser` is the secret of the cookie the link's page set: the first browser to open the
-        link holds it, and the callback completes silently only there (RFC 6749 section 10.12).
-        Reopened there while a grant from another browser waits, the link asks to confirm it.
+        `FlowError` for a link that is unknown, used, expired or whose platform cannot connect;
+        `AwaitingConfirmation` when it is reopened in its own browser while a grant from
+        another browser waits (`WrongBrowser` in any other browser).
         """
         session = await self._open_session(token)
         if session.waiting:
@@ -178,18 +186,30 @@ class ConnectFlow:
                 return AwaitingConfirmation(session=session, provider=provider, account=held[1])
         if session.consumed_at is not None:
             raise LinkClosed("This connect link has already been used.")
-        now = self.clock()
-        if now >= session.expires_at:
+        if self.clock() >= session.expires_at:
             raise LinkClosed("This connect link has expired.", code="expired_session")
-        provider = self._ready(self.provider(session.provider))
+        return OpenLink(session, self._ready(self.provider(session.provider)))
+
+    async def authorization_redirect(
+        self, token: str, *, browser: str | None = None
+    ) -> str | AwaitingConfirmation:
+        """The platform's authorization URL for a connect link, with a fresh single-use state.
+
+        `browser` is the secret of the cookie the link's page set: the first browser to open the
+        link holds it, and the callback completes silently only there (RFC 6749 section 10.12).
+        Reopened there while a grant from another browser waits, the link asks to confirm it.
+        """
+        opened = await self.open_link(token, browser=browser)
+        if isinstance(opened, AwaitingConfirmation):
+            return opened
         state = secrets.token_urlsafe(32)
         await self.vault.sessions.issue_state(
-            session.id,
+            opened.session.id,
             fingerprint(state),
-            now + STATE_LIFETIME,
+            self.clock() + STATE_LIFETIME,
             browser_hash=fingerprint(browser) if browser else None,
         )
-        return provider.authorization_url(state, self.redirect_uri(provider.name))
+        return opened.provider.authorization_url(state, self.redirect_uri(opened.provider.name))
 
     async def complete(
         self, provider_name: str, params: Mapping[str, str], *, browser: str | None = None

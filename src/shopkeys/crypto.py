@@ -25,6 +25,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shopkeys.errors import ConfigurationError, ShopkeysError
 from shopkeys.private_files import create_once
@@ -183,6 +185,19 @@ class KeyRing:
     def keys(self) -> list[Key]:
         """The ring's keys, the primary first (without keys retired while this process ran)."""
         return list(self._keys)
+
+    def derived_secrets(self, purpose: str) -> list[bytes]:
+        """A 256-bit secret for `purpose` from each key, the primary's last.
+
+        For signing what is not stored (the operators' session cookies): every instance that
+        shares the key ring derives the same secrets, and after a rotation what was signed with
+        the old primary still verifies while that key is in the ring. HKDF keeps a derived
+        secret from revealing anything about the encryption key.
+        """
+        return [
+            HKDF(algorithm=SHA256(), length=32, salt=None, info=purpose.encode()).derive(k.secret)
+            for k in reversed(self.keys)
+        ]
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:

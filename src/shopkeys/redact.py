@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit
 
 # Parameters and fields whose values are secret wherever they appear, on at least one platform.
 SECRET_FIELDS = (
@@ -212,3 +212,11 @@ def guard_logs(*names: str) -> None:
             continue
         logging.getLogger(name).addFilter(RedactingFilter())
         _installed.add(name)
+
+
+def shown_url(url: str) -> str:
+    """`url` as the CLI and the pages show it: without credentials (user:password@, and the
+    query, which may hold one)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")

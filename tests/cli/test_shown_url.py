@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shopkeys.cli.common import shown_url
+from shopkeys.redact import shown_url
 
 
 @pytest.mark.parametrize(

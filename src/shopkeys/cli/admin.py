@@ -19,7 +19,6 @@ from shopkeys.cli.common import (
     load_settings,
     out,
     runtime,
-    shown_url,
 )
 from shopkeys.config import Settings, credential_variables
 from shopkeys.crypto import (
@@ -33,6 +32,7 @@ from shopkeys.crypto import (
 from shopkeys.errors import ConfigurationError
 from shopkeys.events.secret import SECRET_FILE_NAME, read_webhook_secret
 from shopkeys.providers import get
+from shopkeys.redact import shown_url
 from shopkeys.runtime import database_url_of
 from shopkeys.store.database import create_engine, pending_migrations, upgrade
 from shopkeys.store.vault import Vault

@@ -10,7 +10,6 @@ from datetime import datetime
 from enum import StrEnum
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
-from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -152,10 +151,3 @@ class OutputFormat(StrEnum):
 def iso(value: datetime | None) -> str | None:
     """A time as JSON output shows it (ISO 8601), or None."""
     return value.isoformat() if value is not None else None
-
-
-def shown_url(url: str) -> str:
-    """`url` as the CLI prints it: without credentials (user:password@, a query may hold one)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")

@@ -18,7 +18,7 @@ from shopkeys.config import Settings
 from shopkeys.errors import ConfigurationError
 from shopkeys.redact import guard_logs
 from shopkeys.runtime import build_providers
-from shopkeys.web.pages import HOME_END_USER
+from shopkeys.web.dashboard import DEMO_END_USER
 from shopkeys.web.request_log import configure_logging
 
 if TYPE_CHECKING:
@@ -111,8 +111,9 @@ def serve(
         out.print(
             Panel.fit(
                 f"shopkeys with the sandbox at [bold]{base}/[/bold]\n\n"
-                f"1. Open {base}/ and press Connect on a platform, then Authorize.\n"
-                "2. Fetch the token of the store you connected with the line below.\n\n"
+                f"1. Open {base}/ and sign in with the API key below.\n"
+                "2. Make a connect link for a platform, open it, and press Authorize.\n"
+                "3. Fetch the token of the store you connected with the line below.\n\n"
                 f"API key (sandbox): {key}\n"
                 f"API docs: {base}/docs    Simulators: {base}/sandbox/{{platform}}/_sandbox",
                 title="sandbox",
@@ -120,7 +121,7 @@ def serve(
         )
         # Outside the box and never wrapped, so it can be copied and pasted as it is.
         out.print(
-            f"curl -H 'Authorization: Bearer {key}' '{base}/v1/token?end_user_id={HOME_END_USER}'",
+            f"curl -H 'Authorization: Bearer {key}' '{base}/v1/token?end_user_id={DEMO_END_USER}'",
             soft_wrap=True,
             markup=False,
         )

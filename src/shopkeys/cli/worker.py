@@ -7,9 +7,9 @@ import logging
 import signal
 
 from shopkeys.background import Background
-from shopkeys.cli.common import database_problem, fail, load_settings, shown_url
+from shopkeys.cli.common import database_problem, fail, load_settings
 from shopkeys.errors import ConfigurationError
-from shopkeys.redact import guard_logs
+from shopkeys.redact import guard_logs, shown_url
 from shopkeys.runtime import open_runtime
 from shopkeys.web.request_log import configure_logging
 

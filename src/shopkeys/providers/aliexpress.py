@@ -99,6 +99,10 @@ class AliExpress(Provider):
         "auth": "https://api-sg.aliexpress.com",
         "api": "https://api-sg.aliexpress.com",
     }
+    unscoped_permissions: ClassVar[str] = (
+        "Use your AliExpress seller account through the APIs this app's category allows "
+        "(orders, products and logistics)"
+    )
     # AliExpress grants everything the app's category allows; it has no scope parameter.
     default_scopes: ClassVar[tuple[str, ...]] = ()
     # A launched app's access tokens live 30 days (the official refresh example answers with

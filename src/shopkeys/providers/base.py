@@ -85,6 +85,11 @@ class Provider(ABC):
     #: Hosts that differ by the seller's region, by region name and then by role.
     regional_hosts: ClassVar[Mapping[str, Mapping[str, str]]] = {}
     default_scopes: ClassVar[tuple[str, ...]] = ()
+    #: What each scope lets the app do, in the merchant's words (the connect page says it).
+    scope_words: ClassVar[Mapping[str, str]] = {}
+    #: What the app may do where the authorization names no scopes, because the platform grants
+    #: what the app's listing on its console allows (AliExpress, TikTok Shop).
+    unscoped_permissions: ClassVar[str] = "What this app was approved for on the platform"
     #: False where access tokens never expire (Ecwid), so there is nothing to refresh.
     refreshable: ClassVar[bool] = True
     #: The platform's documented access-token lifetime, assumed when a token response from the
@@ -160,6 +165,12 @@ class Provider(ABC):
     def account_id_problem(self, account_id: str) -> str | None:
         """Why `account_id` cannot be one of this platform's account ids, or None if it can."""
         return None
+
+    def permissions_in_words(self) -> list[str]:
+        """What the app will be able to do once connected, a line each, for the merchant."""
+        if not self.scopes:
+            return [self.unscoped_permissions]
+        return [self.scope_words.get(scope, f"Use “{scope}”") for scope in self.scopes]
 
     def authorization_problem(self) -> str | None:
         """What keeps this app from sending merchants to authorize, or None when nothing does."""

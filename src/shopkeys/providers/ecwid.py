@@ -119,6 +119,19 @@ class Ecwid(OAuth2Provider):
         "auth": "https://my.ecwid.com",
         "api": "https://app.ecwid.com",
     }
+    scope_words: ClassVar[Mapping[str, str]] = {
+        "read_store_profile": "See your store's name and settings",
+        "update_store_profile": "Change your store's settings",
+        "read_catalog": "See your products and categories",
+        "update_catalog": "Change your products and categories",
+        "create_catalog": "Add products and categories",
+        "read_orders": "See your orders",
+        "update_orders": "Change your orders",
+        "create_orders": "Create orders",
+        "read_customers": "See your customers",
+        "update_customers": "Change your customers",
+        "public_storefront": "Show your public catalog on other sites",
+    }
     # `read_store_profile` is always granted; identify needs nothing more.
     default_scopes: ClassVar[tuple[str, ...]] = (
         "read_store_profile",

@@ -66,6 +66,13 @@ class Shopline(OAuth2Provider):
         "auth": "https://developers.shoplineapp.com",
         "api": "https://open.shopline.io",
     }
+    scope_words: ClassVar[Mapping[str, str]] = {
+        "merchants": "See your store's profile",
+        "products": "See and manage your products",
+        "orders": "See and manage your orders",
+        "customers": "See and manage your customers",
+        "webhooks": "Receive notifications about changes in your store",
+    }
     # SHOPLINE scopes are resource names, not read/write pairs: store profile, products, orders.
     default_scopes: ClassVar[tuple[str, ...]] = ("merchants", "products", "orders")
     refreshable: ClassVar[bool] = True

@@ -150,6 +150,11 @@ class TikTokShop(Provider):
         "us": {"authorize": "https://services.us.tiktokshop.com"},
     }
     # Scopes are chosen on the app's service in Partner Center, not in the authorize request.
+    # Scopes are the app's API packages, approved on TikTok Shop Partner Center, not asked for.
+    unscoped_permissions: ClassVar[str] = (
+        "Use your shop through the API packages this app was approved for on TikTok Shop "
+        "Partner Center"
+    )
     default_scopes: ClassVar[tuple[str, ...]] = ()
     refreshable: ClassVar[bool] = True
     # Access tokens live 7 days from issue; the token response normally says when, absolutely.

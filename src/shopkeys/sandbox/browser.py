@@ -7,6 +7,7 @@ sandbox mounted anywhere.
 from __future__ import annotations
 
 import re
+from html import unescape
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx2
@@ -14,6 +15,8 @@ import httpx2
 from shopkeys.sandbox.authorize_page import DEFAULT_LOGIN
 
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]*)"')
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+_CONTINUE = 'name="continue"'
 
 
 class BrowserError(Exception):
@@ -27,8 +30,14 @@ async def press(
     button: str = "Authorize",
     login: str = DEFAULT_LOGIN,
 ) -> str:
-    """Open `url`, follow redirects to the page, press `button`, and return where it redirects."""
+    """Open `url`, follow redirects to the page, press `button`, and return where it redirects.
+
+    A page on the way with a Continue button (a connect link's own page) is continued through,
+    as a merchant would.
+    """
     page = await http.get(url, follow_redirects=True)
+    if page.status_code == 200 and _CONTINUE in page.text:
+        page = await _submit(http, page, {"continue": "1"})
     if page.status_code != 200:
         raise BrowserError(f"authorization page answered HTTP {page.status_code}")
     html = page.text
@@ -49,6 +58,18 @@ async def press(
     if answer.status_code not in (302, 303) or location is None:
         raise BrowserError(f"pressing {button!r} answered HTTP {answer.status_code}, no redirect")
     return location
+
+
+async def _submit(
+    http: httpx2.AsyncClient, page: httpx2.Response, fields: dict[str, str]
+) -> httpx2.Response:
+    """Post the page's form with its hidden fields and `fields`, following the redirects."""
+    match = _FORM_ACTION.search(page.text)
+    if match is None:
+        raise BrowserError("no form on the page")
+    action = urljoin(str(page.url), match.group(1).replace("&amp;", "&"))
+    hidden = {name: unescape(value) for name, value in _HIDDEN.findall(page.text)}
+    return await http.post(action, data={**hidden, **fields}, follow_redirects=True)
 
 
 def callback_params(location: str) -> dict[str, str]:

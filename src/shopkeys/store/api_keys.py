@@ -46,6 +46,12 @@ class ApiKeyRepository(Repository):
             row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
             return _api_key(row) if row else None
 
+    async def by_id(self, key_id: str) -> ApiKey | None:
+        """The key with this id, whether revoked or not."""
+        async with self._session() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            return _api_key(row) if row else None
+
     async def revoke(self, key_id_or_prefix: str) -> ApiKey | None:
         """Revoke the key with this id or prefix (once: a second revoke keeps the first time)."""
 

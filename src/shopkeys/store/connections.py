@@ -172,7 +172,7 @@ class ConnectionRepository(Repository):
         if moved_from is not None:
             moved = {"from": moved_from, "to": end_user_id}
             await self._event(session, row, "moved", now, moved)
-        record = _connection(row)
+        record = connection_record(row)
         self._after_commit(session, row.id)
         return record, created
 
@@ -186,7 +186,7 @@ class ConnectionRepository(Repository):
         """The connection without its tokens, or None."""
         async with self._session() as session:
             row = await session.get(ConnectionRow, connection_id)
-            return _connection(row) if row else None
+            return connection_record(row) if row else None
 
     async def tokens(self, connection_id: str) -> StoredTokens | None:
         """The connection with its tokens decrypted, or None."""
@@ -204,7 +204,7 @@ class ConnectionRepository(Repository):
 
     def _stored(self, row: ConnectionRow) -> StoredTokens:
         return StoredTokens(
-            connection=_connection(row),
+            connection=connection_record(row),
             access_token=self._open_token(row.id, "access_token", row.access_token),
             refresh_token=self._open_optional(row.id, "refresh_token", row.refresh_token),
             public_token=self._open_optional(row.id, "public_token", row.public_token),
@@ -237,7 +237,7 @@ class ConnectionRepository(Repository):
         if after:
             query = query.where(ConnectionRow.id > after)
         async with self._session() as session:
-            return [_connection(row) for row in await session.scalars(query)]
+            return [connection_record(row) for row in await session.scalars(query)]
 
     async def current(self, end_user_id: str, provider: str | None = None) -> Connection | None:
         """The end user's most recently connected store (on `provider`, when given), whatever
@@ -253,7 +253,7 @@ class ConnectionRepository(Repository):
             query = query.where(ConnectionRow.provider == provider)
         async with self._session() as session:
             row = await session.scalar(query)
-            return _connection(row) if row else None
+            return connection_record(row) if row else None
 
     async def count(self) -> int:
         """How many connections there are."""
@@ -267,7 +267,7 @@ class ConnectionRepository(Repository):
             row = await session.get(ConnectionRow, connection_id)
             if row is None:
                 return None
-            record = _connection(row)
+            record = connection_record(row)
             await self._event(session, row, "disconnected", self.clock(), {})
             await session.delete(row)
             self._after_commit(session, connection_id)
@@ -329,7 +329,7 @@ class ConnectionRepository(Repository):
             await session.flush()
             await self._event(session, row, "refreshed", now, {"version": row.version})
             self._after_commit(session, row.id)
-            return _connection(row)
+            return connection_record(row)
 
         return await self._retrying(work)
 
@@ -433,7 +433,7 @@ class ConnectionRepository(Repository):
             await session.flush()
             await self._event(session, row, event, now, detail)
             self._after_commit(session, row.id)
-            return _connection(row)
+            return connection_record(row)
 
         return await self._retrying(work)
 
@@ -446,7 +446,7 @@ class ConnectionRepository(Repository):
             if row is None:
                 return None
             if row.status == REVOKED:
-                return _connection(row)
+                return connection_record(row)
             now = self.clock()
             row.status = REVOKED
             row.version += 1
@@ -455,9 +455,23 @@ class ConnectionRepository(Repository):
             await session.flush()
             await self._event(session, row, "revoked", now, {"reason": reason})
             self._after_commit(session, row.id)
-            return _connection(row)
+            return connection_record(row)
 
         return await self._retrying(work)
+
+    async def note(self, connection_id: str, kind: str, detail: dict[str, Any]) -> bool:
+        """Record an operator's action on the connection (`token_revealed`) in its event log,
+        changing nothing else; False when there is no such connection. `detail` holds no token.
+        """
+
+        async def work(session: AsyncSession) -> bool:
+            row = await session.get(ConnectionRow, connection_id)
+            if row is None:
+                return False
+            await self._event(session, row, kind, self.clock(), detail)
+            return True
+
+        return await self._transaction(work)
 
     async def note_reauth_due(self, connection_id: str, deadline: datetime) -> bool:
         """Record a `reauth_due` event for `deadline`, once per deadline; True when recorded.
@@ -500,7 +514,7 @@ class ConnectionRepository(Repository):
             if row is None:
                 return None
             if row.end_user_id == end_user_id:
-                return _connection(row)
+                return connection_record(row)
             if not force and row.end_user_id != expected:
                 raise EndUserConflict(connection_id)
             now = self.clock()
@@ -510,7 +524,7 @@ class ConnectionRepository(Repository):
             await session.flush()
             await self._event(session, row, "end_user_changed", now, detail)
             self._after_commit(session, row.id)
-            return _connection(row)
+            return connection_record(row)
 
         return await self._retrying(work)
 
@@ -576,7 +590,8 @@ def _with_refresh_token(grant: Grant, token: str | None, expires: datetime | Non
     )
 
 
-def _connection(row: ConnectionRow) -> Connection:
+def connection_record(row: ConnectionRow) -> Connection:
+    """The record of a stored row: everything but its tokens."""
     return Connection(
         id=row.id,
         provider=row.provider,

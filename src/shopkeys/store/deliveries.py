@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -195,8 +195,10 @@ class DeliveryRepository(Repository):
         limit: int = 50,
         status: str | None = None,
         connection_id: str | None = None,
+        before: tuple[int, str] | None = None,
     ) -> list[Delivery]:
-        """The newest deliveries first, filtered by status and connection when given."""
+        """The newest deliveries first, filtered by status and connection when given; `before`
+        (the event id and id of the last delivery seen) starts the next page."""
         query = (
             select(DeliveryRow)
             .order_by(DeliveryRow.event_id.desc(), DeliveryRow.id.desc())
@@ -206,8 +208,22 @@ class DeliveryRepository(Repository):
             query = query.where(DeliveryRow.status == status)
         if connection_id:
             query = query.where(DeliveryRow.connection_id == connection_id)
+        if before is not None:
+            query = query.where(tuple_(DeliveryRow.event_id, DeliveryRow.id) < tuple_(*before))
         async with self._session() as session:
             return [_delivery(row) for row in await session.scalars(query)]
+
+    async def last_attempted(self) -> Delivery | None:
+        """The newest delivery that was tried at least once: did sending to the app work?"""
+        query = (
+            select(DeliveryRow)
+            .where(DeliveryRow.attempts > 0)
+            .order_by(DeliveryRow.event_id.desc(), DeliveryRow.id.desc())
+            .limit(1)
+        )
+        async with self._session() as session:
+            row = await session.scalar(query)
+            return _delivery(row) if row else None
 
     async def redeliver(self, delivery_id: str) -> Delivery | None:
         """Send the delivery again as soon as a sender looks (its attempts so far are kept).

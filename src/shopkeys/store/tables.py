@@ -119,7 +119,11 @@ class EventRow(Base):
     """What happened to a connection. Kept after the connection is deleted, so no foreign key."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_connection", "connection_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_connection", "connection_id", "id"),
+        # The dashboard's chart counts refreshes and failures by day over the last week.
+        Index("ix_events_kind_created", "kind", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     connection_id: Mapped[str | None] = mapped_column(String(40))

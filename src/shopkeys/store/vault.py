@@ -19,6 +19,7 @@ from shopkeys.store.connections import ConnectionRepository
 from shopkeys.store.deliveries import DeliveryRepository
 from shopkeys.store.events import EventRepository
 from shopkeys.store.leases import LeaseRepository
+from shopkeys.store.overview import OverviewRepository
 from shopkeys.store.repository import Listener, Storage
 from shopkeys.store.stats import StatsRepository
 
@@ -44,6 +45,7 @@ class Vault:
         self.leases = LeaseRepository(self._storage)
         self.api_keys = ApiKeyRepository(self._storage)
         self.stats = StatsRepository(self._storage)
+        self.overview = OverviewRepository(self._storage)
 
     @property
     def engine(self) -> AsyncEngine:

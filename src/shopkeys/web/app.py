@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.staticfiles import StaticFiles
 
 from shopkeys import __version__
 from shopkeys.background import Background
@@ -26,16 +28,32 @@ from shopkeys.config import Settings
 from shopkeys.crypto import DecryptionError
 from shopkeys.redact import guard_logs
 from shopkeys.runtime import open_runtime
-from shopkeys.web import api, hot_path, metrics, pages
+from shopkeys.web import (
+    api,
+    connection_page,
+    dashboard,
+    hot_path,
+    metrics,
+    outbox_page,
+    pages,
+    settings_page,
+    signin,
+)
+from shopkeys.web.connection_page import MissingPage
+from shopkeys.web.dashboard import SimulatedPlatforms
 from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.limits import RequestLimits
-from shopkeys.web.pages import SimulatedPlatforms
+from shopkeys.web.operator_session import FormRejected, SignInRequired
 from shopkeys.web.problems import STATUSES, problem_response
 from shopkeys.web.request_log import RequestLog
 from shopkeys.web.schemas import ErrorResponse, TokenOut
 from shopkeys.web.security import API_PREFIX, ApiKeyGate
+from shopkeys.web.signin import redirect_to_sign_in
+from shopkeys.web.templating import templates
 
 SANDBOX_KEY_NAME = "sandbox"
+#: The pages' style sheet and script, served from the package: no CDN, no build step.
+STATIC = Path(__file__).parent / "static"
 
 log = logging.getLogger("shopkeys.web")
 
@@ -109,6 +127,9 @@ def create_app(
     app.include_router(api.health_router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    for operators in (signin, dashboard, connection_page, outbox_page, settings_page):
+        app.include_router(operators.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if settings.metrics:
         app.router.routes.append(Route(metrics.PATH, metrics.metrics_endpoint, methods=["GET"]))
     if sandbox is not None:
@@ -119,6 +140,9 @@ def create_app(
     for kind in known:
         app.add_exception_handler(kind, _problem)
     app.add_exception_handler(DecryptionError, _undecryptable)
+    app.add_exception_handler(SignInRequired, _sign_in_first)
+    app.add_exception_handler(FormRejected, _form_rejected)
+    app.add_exception_handler(MissingPage, _missing_page)
     # Anything else unforeseen: still the error shape, and the connection closed cleanly so the
     # client's next request on it does not meet a reset.
     app.add_exception_handler(Exception, _server_error)
@@ -142,6 +166,36 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
         for error in exc.errors()
     ]
     return error_response(422, "invalid_request", "; ".join(problems) or "invalid request")
+
+
+async def _sign_in_first(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    return redirect_to_sign_in(exc.next_path)
+
+
+async def _form_rejected(request: Request, exc: Exception) -> Response:
+    # A form without this session's CSRF token: posted from another site, or from a page
+    # older than the session. Nothing was done; reloading the page gives a working form.
+    return templates.TemplateResponse(
+        request,
+        "result.html",
+        {
+            "title": "This form has expired",
+            "message": "Nothing was changed. Go back, reload the page and try again.",
+            "success": False,
+        },
+        status_code=403,
+    )
+
+
+async def _missing_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MissingPage)
+    return templates.TemplateResponse(
+        request,
+        "result.html",
+        {"title": f"No such {exc.what}", "message": "It may have been deleted.", "success": False},
+        status_code=404,
+    )
 
 
 async def _undecryptable(request: Request, exc: Exception) -> Response:

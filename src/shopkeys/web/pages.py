@@ -1,17 +1,15 @@
-"""Browser-facing routes: the home page, connect links and the platforms' callbacks."""
+"""The merchant's pages: a connect link's page, the platforms' callbacks, and the results."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import RedirectResponse, Response
 
 from shopkeys.connect import (
     SESSION_LIFETIME,
@@ -19,102 +17,72 @@ from shopkeys.connect import (
     Completed,
     NeedsConfirmation,
 )
-from shopkeys.flow_errors import FlowError
+from shopkeys.flow_errors import FlowError, UnknownLink
 from shopkeys.platform import Platform
-from shopkeys.providers import get
 from shopkeys.store.records import Connection
 from shopkeys.web.problems import status_of
 from shopkeys.web.security import runtime_of
+from shopkeys.web.templating import templates
 
 log = logging.getLogger("shopkeys.web")
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
 
 #: The cookie that binds a connect attempt to the browser that opened the link.
 BROWSER_COOKIE = "shopkeys_connect"
 
-#: The end user that connections made from the home page belong to.
-HOME_END_USER = "sandbox-user"
-
-
-@router.get("/", response_class=HTMLResponse)
-async def home(request: Request) -> Response:
-    runtime = runtime_of(request)
-    platforms = [
-        {"name": p, "display_name": get(p).display_name, "configured": p in runtime.providers}
-        for p in Platform
-    ]
-    sandbox = request.app.state.sandbox is not None
-    # This page has no login: outside the sandbox it must not list the merchants' stores (the
-    # operator's dashboard, behind authentication, is a separate piece).
-    connections = await runtime.vault.connections.find(limit=100) if sandbox else []
-    return templates.TemplateResponse(
-        request,
-        "home.html",
-        {
-            "platforms": platforms,
-            "connections": connections,
-            "sandbox": sandbox,
-            "app_markets": _app_markets(request, runtime.providers),
-        },
-    )
-
-
-class SimulatedPlatforms(Protocol):
-    """The sandbox as the pages see it: the web layer links to it but does not import it."""
-
-    def app_market_paths(self) -> Mapping[str, str]:
-        """Platform name to the path of its simulated app market, where it has one."""
-        ...
-
-
-def _app_markets(request: Request, configured: Mapping[str, object]) -> list[dict[str, str]]:
-    """The sandbox's simulated app markets, for platforms that send installs straight to us."""
-    sandbox: SimulatedPlatforms | None = request.app.state.sandbox
-    if sandbox is None:
-        return []
-    return [
-        {"display_name": get(name).display_name, "url": path}
-        for name, path in sandbox.app_market_paths().items()
-        if name in configured
-    ]
-
-
-@router.post("/connect/start/{provider}")
-async def start_from_home(request: Request, provider: str) -> Response:
-    """The home page's Connect button: a connect session for the home page's end user."""
-    runtime = runtime_of(request)
-    if request.app.state.sandbox is None:
-        # Without a login anyone could start connections for a made-up end user; real
-        # connect links come from `POST /v1/connect-sessions`, with an API key.
-        return _result(request, 404, "Cannot connect", "Connect links come from the API here.")
-    try:
-        link = await runtime.connect.start(provider, end_user_id=HOME_END_USER)
-    except FlowError as exc:
-        return _result(request, _status(exc), "Cannot connect", exc.message)
-    return RedirectResponse(link.url, status_code=303)
-
 
 @router.get("/connect")
 async def open_connect_link(request: Request) -> Response:
-    """A connect link: redirect to the platform's authorization page with a fresh state.
+    """A connect link: the merchant's page that says where they go and what the app may do.
 
     The link's secret is the `session` query parameter, not a path segment: access logs (ours,
     a proxy's) record paths, and the log redaction recognises secret query parameters.
     """
     token = request.query_params.get("session", "")
     if not token:
-        return _result(request, 404, "This link does not work", "This connect link is not valid.")
+        return _failure(request, UnknownLink("This connect link is not valid."))
+    try:
+        opened = await runtime_of(request).connect.open_link(
+            token, browser=request.cookies.get(BROWSER_COOKIE)
+        )
+    except FlowError as exc:
+        return _failure(request, exc)
+    if isinstance(opened, AwaitingConfirmation):
+        return _confirmation_page(request, opened, token)
+    return templates.TemplateResponse(
+        request,
+        "connect.html",
+        {
+            "platform": opened.provider.display_name,
+            "permissions": opened.provider.permissions_in_words(),
+            "session": token,
+            "expires_at": opened.session.expires_at,
+        },
+        headers={"cache-control": "no-store"},
+    )
+
+
+@router.post("/connect")
+async def go_to_platform(request: Request) -> Response:
+    """The connect page's button: on to the platform's authorization page, with a fresh state.
+
+    The link's secret in the form is what an attacker cannot forge, so it doubles as the form's
+    CSRF token; the cookie set here binds the attempt to this browser.
+    """
+    form = await request.form()
+    token = form.get("session")
+    if not isinstance(token, str) or not token:
+        return _failure(request, UnknownLink("This connect link is not valid."))
     # One secret per browser, kept across links: the callback must come back to this browser.
     browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
     runtime = runtime_of(request)
     try:
         url = await runtime.connect.authorization_redirect(token, browser=browser)
     except FlowError as exc:
-        return _result(request, _status(exc), "This link does not work", exc.message)
+        return _failure(request, exc)
     if isinstance(url, AwaitingConfirmation):
         return _confirmation_page(request, url, token)
-    response = RedirectResponse(url, status_code=302, headers={"cache-control": "no-store"})
+    response = RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
     response.set_cookie(
         BROWSER_COOKIE,
         browser,
@@ -138,7 +106,7 @@ async def oauth_callback(request: Request, provider: str) -> Response:
         )
     except FlowError as exc:
         log.info("callback for %s refused: %s", provider, exc.reason)
-        return _result(request, _status(exc), "The store was not connected", exc.message)
+        return _failure(request, exc)
     if isinstance(done, NeedsConfirmation):
         return _finish_elsewhere(request, done)
     return _connected(request, done)
@@ -162,7 +130,7 @@ async def confirm_connection(request: Request) -> Response:
             approved=form.get("decision") == "connect",
         )
     except FlowError as exc:
-        return _result(request, _status(exc), "The store was not connected", exc.message)
+        return _failure(request, exc)
     if done is None:
         return _result(request, 200, "Not connected", "Nothing was connected.")
     return _connected(request, done)
@@ -255,6 +223,55 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(url)
     query = urlencode([*parse_qsl(parts.query, keep_blank_values=True), *params.items()])
     return urlunsplit(parts._replace(query=query))
+
+
+#: The merchant's next step after each kind of failure, by its reason code; plain words, since
+#: the reader is a merchant, not a developer. The title says what happened.
+_OUTCOMES: dict[str, tuple[str, str]] = {
+    "declined": (
+        "You declined the connection",
+        "Nothing was shared with the app. If you meant to connect, go back to the app and "
+        "start again.",
+    ),
+    "expired_session": (
+        "This link has expired",
+        "Connect links work for a limited time. Go back to the app and ask for a new link.",
+    ),
+    "expired_state": (
+        "This took too long",
+        "The authorization was not finished in time. Go back to the app and start again.",
+    ),
+    "used_session": (
+        "This link was already used",
+        "Each connect link works once. If your store is not connected yet, ask the app for a "
+        "new link.",
+    ),
+    "unknown_session": (
+        "This link does not work",
+        "Check that you copied the whole link, or ask the app for a new one.",
+    ),
+    "platform_error": (
+        "The platform had a problem",
+        "The platform did not finish the connection. Wait a few minutes and try again from "
+        "the app; if it keeps happening, contact the app's support.",
+    ),
+    "platform_refused": (
+        "The platform refused the connection",
+        "The platform did not accept this connection. Try again from the app; if it keeps "
+        "happening, contact the app's support.",
+    ),
+}
+
+
+def _failure(request: Request, exc: FlowError) -> Response:
+    """The page for a refused step: what happened, in plain words, and what to do next."""
+    title, next_step = _OUTCOMES.get(
+        exc.reason,
+        ("The store was not connected", "Go back to the app and try again."),
+    )
+    return _result(
+        request, _status(exc), title, exc.message, next_step=next_step, reason=exc.reason
+    )
 
 
 def _result(request: Request, status: int, title: str, message: str, **extra: Any) -> Response:
