@@ -17,6 +17,7 @@ import pytest
 
 from shopkeys.sandbox.browser import press
 from tests.live import reserve_socket
+from tests.pages.operator import OperatorClient
 
 SERVE = [sys.executable, "-c", "from shopkeys.cli import main; main()", "serve"]
 
@@ -75,17 +76,16 @@ async def test_printed_curl_line_returns_a_token_after_connecting(
     url, process = served
     api_key = (tmp_path / ".shopkeys" / "sandbox-api-key").read_text().strip()
     async with httpx2.AsyncClient(timeout=10) as http:
-        home = await http.get(f"{url}/")
-        assert home.status_code == 200
-        assert home.text.count(">Connect</button>") == 4
-        started = await http.post(f"{url}/connect/start/tiktok_shop")
-        assert started.status_code == 303
-        callback = await press(
-            http,
-            f"{url}{started.headers['location']}"
-            if started.headers["location"].startswith("/")
-            else started.headers["location"],
-        )
+        # As the printed steps say: sign in with the key, make a link with the form's
+        # suggested end user, open it and authorize.
+        operator = OperatorClient(http, url)
+        assert (await operator.sign_in(api_key)).status_code == 303
+        home = await operator.get("/")
+        assert home.status_code == 200 and "Sandbox:" in home.text
+        suggested = re.search(r'name="end_user_id" value="([^"]*)"', home.text)
+        assert suggested
+        link = await operator.connect_link("tiktok_shop", suggested.group(1))
+        callback = await press(http, link)
         connected = await http.get(callback)
         assert connected.status_code == 200, connected.text
         assert "Store connected" in connected.text

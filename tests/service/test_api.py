@@ -22,6 +22,7 @@ from shopkeys.store.tables import ConnectionRow
 from shopkeys.store.vault import Vault
 from shopkeys.web import api, hot_path
 from tests.conftest import serve_service
+from tests.pages.operator import OperatorClient
 from tests.service import test_connect_flow as flow
 from tests.service.test_connect_flow import Driver, with_params
 
@@ -429,8 +430,13 @@ async def test_connect_session_answer(driver: Driver) -> None:
     assert timedelta(minutes=25) < expires - datetime.now(UTC) <= timedelta(minutes=30)
     assert session["url"].startswith(f"{driver.url}/connect?")
     opened = await driver.http.get(session["url"])
-    assert opened.status_code == 302
-    assert opened.headers["location"].startswith(
+    assert opened.status_code == 200
+    assert "Connect your Ecwid store" in opened.text
+    assert "See your products and categories" in opened.text  # the scopes, in words
+    token = callback_params(session["url"])["session"]
+    onward = await driver.http.post(f"{driver.url}/connect", data={"session": token})
+    assert onward.status_code == 303
+    assert onward.headers["location"].startswith(
         driver.live.settings.platform("ecwid").base_url or ""
     )
     bad = await driver.http.get(with_params(session["url"], session="nope"))
@@ -574,7 +580,7 @@ async def test_platform_down_during_refresh(driver: Driver) -> None:
 async def test_home_page_outside_the_sandbox(
     database_url: str, tmp_path: Path, http: httpx2.AsyncClient
 ) -> None:
-    """Without the sandbox the page has no login: no store list, no connect buttons."""
+    """Outside the sandbox, `/` is the operators' dashboard: stores only after signing in."""
     with serve_service(
         database_url,
         tmp_path / "data",
@@ -591,31 +597,31 @@ async def test_home_page_outside_the_sandbox(
         )
         assert imported.status_code == 201, imported.text
         cid = imported.json()["connection"]["id"]
-        home = await http.get(f"{url}/")
+        home = await http.get(f"{url}/", follow_redirects=True)
         assert home.status_code == 200
-        assert "configured" in home.text
-        assert "Connect</button>" not in home.text
-        assert cid not in home.text
-        assert "55555" not in home.text
-        started = await http.post(f"{url}/connect/start/aliexpress")
-        assert started.status_code == 404
-        sessions = await http.post(
-            f"{url}/v1/connect-sessions",
-            json={"provider": "aliexpress", "end_user_id": "u"},
-            headers=headers,
-        )
-        assert sessions.status_code == 201
+        assert str(home.url).startswith(f"{url}/signin")
+        assert cid not in home.text and "55555" not in home.text
+        assert "Sandbox" not in home.text
+        # The sandbox's one-click connect is gone: links come from the API or a signed-in form.
+        assert (await http.post(f"{url}/connect/start/aliexpress")).status_code == 404
+        operator = OperatorClient(http, url)
+        assert (await operator.sign_in(live.api_key)).status_code == 303
+        dashboard = await operator.get("/")
+        assert f"/connections/{cid}" in dashboard.text
+        assert "App Market" not in dashboard.text  # no simulated market outside the sandbox
 
 
-async def test_home_page_in_the_sandbox(driver: Driver) -> None:
+async def test_home_page_in_the_sandbox(driver: Driver, http: httpx2.AsyncClient) -> None:
     connection = await driver.connect("ecwid")
-    home = await driver.http.get(f"{driver.url}/")
-    assert home.status_code == 200
-    assert home.text.count("Connect</button>") == 4
-    assert connection["id"] in home.text
-    started = await driver.http.post(f"{driver.url}/connect/start/shopline")
-    assert started.status_code == 303
-    assert started.headers["location"].startswith(f"{driver.url}/connect?session=")
+    operator = OperatorClient(http, driver.url)
+    assert (await operator.sign_in(driver.live.api_key)).status_code == 303
+    home = await operator.get("/")
+    assert "Sandbox: every platform here is a local simulator" in home.text
+    assert f"/connections/{connection['id']}" in home.text
+    assert 'value="sandbox-user"' in home.text  # the demo's end user, as the curl line says
+    assert "/sandbox/ecwid/_sandbox/app-market" in home.text
+    link = await operator.connect_link("shopline")
+    assert link.startswith(f"{driver.url}/connect?session=")
 
 
 async def test_a_grant_without_refresh_token_is_not_refreshable(driver: Driver) -> None:

@@ -23,6 +23,7 @@ from shopkeys.store import database as db
 from shopkeys.store.database import create_engine
 from shopkeys.store.vault import Vault
 from tests.conftest import SERVICE_API_KEY, TEST_KEYS, LiveService, make_settings, serve
+from tests.pages.operator import OperatorClient
 from tests.service import test_connect_flow as flow
 from tests.service.test_connect_flow import FAILED_TITLE, Driver
 
@@ -148,9 +149,11 @@ async def test_the_app_market_page_has_an_install_button(driver: Driver) -> None
     assert done.status_code == 200 and "Button Shop" in done.text
     [connection] = await ecwid_connections(driver)
     assert connection["end_user_id"] is None
-    # The home page (sandbox mode) links to it and marks the store unclaimed.
-    home = await driver.http.get(f"{driver.url}/")
-    assert "/sandbox/ecwid/_sandbox/app-market" in home.text and "(unclaimed)" in home.text
+    # The dashboard (sandbox mode) links to it and marks the store unclaimed.
+    operator = OperatorClient(driver.http, driver.url)
+    assert (await operator.sign_in(driver.live.api_key)).status_code == 303
+    home = await operator.get("/")
+    assert "/sandbox/ecwid/_sandbox/app-market" in home.text and "unclaimed" in home.text
 
 
 async def test_public_token_is_kept_encrypted_and_served_beside_the_access_token(

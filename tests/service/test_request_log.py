@@ -36,6 +36,7 @@ from shopkeys.web.request_log import (
     loggable_path,
 )
 from tests.live import reserve_socket, url_of
+from tests.pages.operator import OperatorClient
 
 CONNECTION = "con_AbCdEfGhIjKlMnOp"
 TEXT_REQUEST = re.compile(
@@ -327,10 +328,15 @@ def service(
 
 async def connect(http: httpx2.AsyncClient, service: Service, platform: str) -> dict[str, str]:
     """Connect a store through the sandbox as a merchant would; the callback's parameters."""
-    started = await http.post(f"{service.url}/connect/start/{platform}")
-    assert started.status_code == 303, started.text
-    location = started.headers["location"]
-    callback = await press(http, location if "://" in location else service.url + location)
+    started = await http.post(
+        f"{service.url}/v1/connect-sessions",
+        json={"provider": platform, "end_user_id": "merchant-1"},
+        headers={"Authorization": f"Bearer {service.api_key}"},
+    )
+    assert started.status_code == 201, started.text
+    link = started.json()["url"]
+    service.secrets.add(callback_params(link)["session"])
+    callback = await press(http, link)
     connected = await http.get(callback)
     assert connected.status_code == 200, connected.text
     return callback_params(callback)
@@ -414,6 +420,12 @@ async def test_no_secret_a_request_carries_reaches_the_log(service: Service) -> 
                 "Cookie": f"shopkeys_browser={state}; session={refresh}",
             },
         )
+        # Operators sign in with an API key in a form body, and then carry a session cookie.
+        operator = OperatorClient(http, url)
+        assert (await operator.sign_in(api_key)).status_code == 401
+        assert (await operator.sign_in(service.api_key)).status_code == 303
+        found.add(http.cookies["shopkeys_operator"])
+        await operator.get("/settings")
         # Trusted from 127.0.0.1 (a proxy on the same host): it names the client.
         await http.get(f"{url}/healthz", headers={"X-Forwarded-For": access})
         # A form body and JSON bodies, a 422 among them.

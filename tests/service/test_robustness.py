@@ -180,8 +180,10 @@ async def test_the_first_browser_keeps_the_link(driver: Driver) -> None:
         httpx2.AsyncClient(timeout=10) as browser_a,
         httpx2.AsyncClient(timeout=10) as browser_b,
     ):
-        first = await browser_a.get(link)
-        assert first.status_code == 302
+        token = callback_params(link)["session"]
+        assert "Continue to Ecwid" in (await browser_a.get(link)).text
+        first = await browser_a.post(f"{driver.url}/connect", data={"session": token})
+        assert first.status_code == 303
         callback = await press(browser_b, link, login="not-mine")
         page = await browser_b.get(callback)
         assert "Almost done" in page.text
@@ -191,11 +193,12 @@ async def test_the_first_browser_keeps_the_link(driver: Driver) -> None:
         assert "Not Mine" in confirm.text
         cancelled = await browser_a.post(
             f"{driver.url}/connect/confirm",
-            data={"session": callback_params(link)["session"], "decision": "cancel"},
+            data={"session": token, "decision": "cancel"},
         )
         assert cancelled.status_code == 200 and "Nothing was connected" in cancelled.text
         assert (await driver.api("GET", "/v1/connections")).json()["data"] == []
-        assert (await browser_a.get(link)).status_code == 302  # usable again
+        again = await browser_a.get(link)  # usable again
+        assert again.status_code == 200 and "Continue to Ecwid" in again.text
     empty = await driver.http.post(f"{driver.url}/connect/confirm", data={})
     assert empty.status_code == 400
 

@@ -270,7 +270,7 @@ def _failure(request: Request, exc: FlowError) -> Response:
         ("The store was not connected", "Go back to the app and try again."),
     )
     return _result(
-        request, _status(exc), title, exc.message, next_step=next_step, reason=exc.reason
+        request, _status(exc), title, exc.message, next_step=next_step, not_connected=True
     )
 
 
