@@ -93,6 +93,7 @@ async def dashboard(request: Request, operator: SignedIn) -> Response:
         "dashboard.html",
         {
             "platforms": platforms,
+            "display_names": {p["name"]: p["display_name"] for p in platforms},
             "statuses": STATUSES,
             "attention": attention,
             "Attention": Attention,

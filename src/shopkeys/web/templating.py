@@ -41,7 +41,7 @@ def relative(moment: datetime | None, now: datetime, empty: str = "—") -> str:
         return empty
     seconds = (moment - now).total_seconds()
     size = abs(seconds)
-    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+    for unit, length in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("min", 60)):
         if size >= length:
             amount = f"{int(size // length)} {unit}"
             break
