@@ -39,16 +39,15 @@ from shopkeys.web import (
     settings_page,
     signin,
 )
-from shopkeys.web.connection_page import MissingPage
 from shopkeys.web.dashboard import SimulatedPlatforms
 from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.limits import RequestLimits
 from shopkeys.web.operator_session import FormRejected, SignInRequired
+from shopkeys.web.operators import MissingPage, redirect_to_sign_in
 from shopkeys.web.problems import STATUSES, problem_response
 from shopkeys.web.request_log import RequestLog
 from shopkeys.web.schemas import ErrorResponse, TokenOut
 from shopkeys.web.security import API_PREFIX, ApiKeyGate
-from shopkeys.web.signin import redirect_to_sign_in
 from shopkeys.web.templating import templates
 
 SANDBOX_KEY_NAME = "sandbox"

@@ -16,8 +16,8 @@ from shopkeys.refresh.outcomes import Outcome
 from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.records import Connection
 from shopkeys.web.operator_session import Operator
+from shopkeys.web.operators import MissingPage, PostedForm, SignedIn, operator_page
 from shopkeys.web.security import runtime_of
-from shopkeys.web.signin import PostedForm, SignedIn, operator_page
 
 log = logging.getLogger("shopkeys.web")
 router = APIRouter(include_in_schema=False)
@@ -28,14 +28,6 @@ _REFRESH_OUTCOMES = {
     Outcome.REFRESHED: "The tokens were refreshed.",
     Outcome.JOINED: "The tokens were refreshed (a refresh already under way finished first).",
 }
-
-
-class MissingPage(Exception):
-    """An operator's page about something that does not exist (any more): a 404 page."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"no such {what}")
-        self.what = what
 
 
 async def existing_connection(

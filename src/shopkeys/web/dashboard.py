@@ -16,8 +16,8 @@ from shopkeys.providers import get
 from shopkeys.store.overview import ATTENTION_FILTER, Attention, ConnectionQuery, Cursor
 from shopkeys.store.records import STATUSES
 from shopkeys.web.chart import refresh_chart
+from shopkeys.web.operators import PostedForm, SignedIn, notice_of, operator_page
 from shopkeys.web.security import runtime_of
-from shopkeys.web.signin import PostedForm, SignedIn, operator_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -46,16 +46,6 @@ PAGE_SIZE = 50
 #: The end user the connect link form suggests in the sandbox, where a demo has no app of its
 #: own to name one (`shopkeys serve --sandbox` prints the token request for it).
 DEMO_END_USER = "sandbox-user"
-#: Messages a redirect may ask a page to show, by code: never text from the address itself.
-NOTICES = {
-    "disconnected": "The connection was disconnected and its tokens deleted.",
-    "redelivered": "The event will be sent again in a moment.",
-}
-
-
-def notice_of(request: Request) -> str | None:
-    """The fixed message a redirect asked for with `?notice=`, if it is one we know."""
-    return NOTICES.get(request.query_params.get("notice", ""))
 
 
 def _choice(value: str | None, allowed: object) -> str | None:

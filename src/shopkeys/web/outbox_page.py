@@ -6,10 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shopkeys.store.deliveries import DELIVERY_STATUSES
-from shopkeys.web.connection_page import MissingPage
-from shopkeys.web.dashboard import notice_of
+from shopkeys.web.operators import MissingPage, PostedForm, SignedIn, notice_of, operator_page
 from shopkeys.web.security import runtime_of
-from shopkeys.web.signin import PostedForm, SignedIn, operator_page
 
 router = APIRouter(include_in_schema=False)
 

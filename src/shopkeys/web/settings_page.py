@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, Response
 from shopkeys.platform import Platform
 from shopkeys.providers import get
 from shopkeys.redact import shown_url
+from shopkeys.web.operators import SignedIn, operator_page
 from shopkeys.web.security import runtime_of
-from shopkeys.web.signin import SignedIn, operator_page
 
 router = APIRouter(include_in_schema=False)
 
