@@ -110,7 +110,11 @@ async def test_the_dashboard_lists_connections_and_filters_them(
     assert page.headers["cache-control"] == "no-store"
     for connection_id in ids.values():
         assert f"/connections/{connection_id}" in page.text
-    assert "<svg" in page.text and "Refreshes and failed refreshes by day" in page.text
+    assert "No refreshes in the last 7 days yet." in page.text and "<svg" not in page.text
+    await operator.post(f"/connections/{ids['shopline']}/refresh")
+    page = await operator.get("/")
+    assert "Refreshes and failed refreshes by day" in page.text
+    assert ": 1 refreshed, 0 failed" in page.text
     only = await operator.get("/?platform=ecwid")
     assert f"/connections/{ids['ecwid']}" in only.text
     assert f"/connections/{ids['shopline']}" not in only.text

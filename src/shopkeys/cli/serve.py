@@ -133,6 +133,12 @@ def serve(
             "no platform has credentials; set them (see `shopkeys doctor`) or run "
             "`shopkeys serve --sandbox`"
         )
+    if not sandbox:
+        logging.getLogger("shopkeys").info(
+            "operators' pages at %s/: sign in with an API key of scope admin "
+            "(`shopkeys apikey create NAME`)",
+            base,
+        )
     try:
         uvicorn.run(app, **uvicorn_options(host, port))
     except OSError as exc:

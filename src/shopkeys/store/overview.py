@@ -146,6 +146,14 @@ class OverviewRepository(Repository):
         cursor = Cursor(int(last.attention), last.connection.id) if last else None
         return ConnectionPage(rows, cursor)
 
+    async def attention_of(self, connection_id: str) -> Attention | None:
+        """Why one connection needs attention, by the dashboard's rule; None if there is none."""
+        attention = self._attention(self.clock())
+        statement = select(attention).where(C.id == connection_id)
+        async with self.engine.connect() as connection:
+            rank = await connection.scalar(statement)
+        return None if rank is None else Attention(rank)
+
     async def attention_counts(self) -> dict[Attention, int]:
         """How many connections there are of each kind of attention (every kind present)."""
         attention = self._attention(self.clock()).label("attention")

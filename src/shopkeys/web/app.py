@@ -192,7 +192,13 @@ async def _missing_page(request: Request, exc: Exception) -> Response:
     return templates.TemplateResponse(
         request,
         "result.html",
-        {"title": f"No such {exc.what}", "message": "It may have been deleted.", "success": False},
+        {
+            "title": f"No such {exc.what}",
+            "message": "It may have been deleted.",
+            "success": False,
+            "back": "/",
+            "back_label": "Back to the dashboard",
+        },
         status_code=404,
     )
 

@@ -14,6 +14,7 @@ from shopkeys.flow_errors import FlowError
 from shopkeys.providers import get
 from shopkeys.refresh.outcomes import Outcome
 from shopkeys.store.connections import EndUserConflict
+from shopkeys.store.overview import Attention
 from shopkeys.store.records import Connection
 from shopkeys.web.operator_session import Operator
 from shopkeys.web.operators import MissingPage, PostedForm, SignedIn, operator_page
@@ -56,6 +57,7 @@ async def _show(
     vault = runtime_of(request).vault
     events = await vault.events.recent(connection.id, limit=100)
     deliveries = await vault.deliveries.recent(limit=20, connection_id=connection.id)
+    attention = await vault.overview.attention_of(connection.id) or Attention.HEALTHY
     return operator_page(
         request,
         operator,
@@ -65,6 +67,7 @@ async def _show(
             "platform": get(connection.provider),
             "events": events,
             "deliveries": deliveries,
+            "attention": attention,
             "notice": notice,
             "error": error,
             **extra,

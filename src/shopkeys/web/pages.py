@@ -19,6 +19,7 @@ from shopkeys.connect import (
 )
 from shopkeys.flow_errors import FlowError, UnknownLink
 from shopkeys.platform import Platform
+from shopkeys.providers import get
 from shopkeys.store.records import Connection
 from shopkeys.web.problems import status_of
 from shopkeys.web.security import runtime_of
@@ -188,6 +189,7 @@ def _connected(request: Request, done: Completed) -> Response:
         "Store connected",
         f"{done.connection.account_name or done.connection.account_id} is {verb}.",
         connection=done.connection,
+        platform_name=get(provider).display_name,
         token_url=f"{runtime.settings.public_url.rstrip('/')}/v1/connections/"
         f"{done.connection.id}/token",
     )
@@ -215,6 +217,7 @@ def _installed(request: Request, connection: Connection, return_url: str | None)
         f"{name} is connected. Go back to the app to finish setting it up; it will link the "
         "store to your account there.",
         installed=connection,
+        platform_name=get(connection.provider).display_name,
     )
 
 

@@ -49,7 +49,7 @@ def _sign_in_form(
     response = templates.TemplateResponse(
         request,
         "signin.html",
-        {"csrf": session.csrf, "next": next_path, "error": error},
+        {"csrf": session.csrf, "next": next_path, "field_error": error},
         status_code=status_code,
         headers=NO_STORE,
     )
