@@ -97,7 +97,6 @@ def test_the_operator_journey(
         expect(row).to_have_count(1)
         expect(row).to_contain_text(f"merchant-{platform.name}")
         expect(row.locator(".status")).to_have_text("healthy")
-    page.screenshot(path=SCREENSHOTS / "dashboard.png", full_page=True)
     seen.keep(page)
 
     # One of them: refresh it now.
@@ -111,6 +110,13 @@ def test_the_operator_journey(
     page.screenshot(path=SCREENSHOTS / "connection.png")
     seen.keep(page)
     secrets |= stored_secrets(live)
+
+    # The dashboard again, its chart showing that refresh: the README's picture.
+    page.goto("/")
+    expect(page.locator(".chart svg")).to_be_visible()
+    page.screenshot(path=SCREENSHOTS / "dashboard.png", full_page=True)
+    seen.keep(page)
+    page.goto(f"/connections/{ali}")
 
     # Reveal its access token: a confirmation first, then the token, recorded in the timeline.
     page.get_by_role("button", name="Reveal access token").click()
