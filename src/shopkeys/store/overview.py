@@ -11,8 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Date, and_, case, cast, func, or_, select, tuple_
 
 from shopkeys.store.connections import connection_record
 from shopkeys.store.records import NEEDS_REAUTH, REVOKED, Connection
@@ -192,12 +193,12 @@ class OverviewRepository(Repository):
             for d in (first + timedelta(days=n) for n in range(days))
         ]
 
-    def _utc_day(self) -> ColumnElement[str]:
-        """An event's UTC day as `YYYY-MM-DD`, on either database."""
+    def _utc_day(self) -> ColumnElement[Any]:
+        """An event's UTC day, whose text is `YYYY-MM-DD`, on either database."""
         if self.engine.dialect.name == "sqlite":
             # SQLite keeps naive UTC text (`UTCDateTime`): its date is its first ten characters.
             return func.substr(EventRow.created_at, 1, 10)
-        return func.to_char(func.timezone("UTC", EventRow.created_at), "YYYY-MM-DD")
+        return cast(func.timezone("UTC", EventRow.created_at), Date)
 
 
 def _escape_like(text: str) -> str:

@@ -44,6 +44,8 @@ class ConnectionRow(Base):
         Index("ix_connections_end_user", "end_user_id"),
         Index("ix_connections_next_refresh", "next_refresh_at"),
         Index("ix_connections_end_user_connected", "end_user_id", "connected_at"),
+        # The dashboard's and `/metrics`' counts by platform and status, from the index alone.
+        Index("ix_connections_provider_status", "provider", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

@@ -1,4 +1,5 @@
-"""An index on events by kind and time, for the dashboard's chart of the last seven days.
+"""Indexes for the operators' dashboard: events by kind and time (its chart of the last seven
+days) and connections by platform and status (its counts, and the `/metrics` gauges).
 
 Revision ID: 0005
 Revises: 0004
@@ -17,7 +18,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_events_kind_created", "events", ["kind", "created_at"])
+    op.create_index("ix_connections_provider_status", "connections", ["provider", "status"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_connections_provider_status", table_name="connections")
     op.drop_index("ix_events_kind_created", table_name="events")
