@@ -47,8 +47,6 @@ import random
 import re
 import resource
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,9 +58,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-HOST = "127.0.0.1"
+from support import (
+    HOST,
+    PROVIDERS,
+    Database,
+    add_rows,
+    admin_connection,
+    bench_settings,
+    clean_environment,
+    connection_row,
+    cpu_seconds,
+    execute_raw,
+    free_port,
+    machine_busy_seconds,
+    percentile,
+    proc_stat,
+    recreate_postgres,
+    shopkeys_command,
+    shopkeys_process,
+    wait_until_ok,
+)
+
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:55433/skbench_dash"
-PROVIDERS = ("aliexpress", "tiktok_shop", "shopline", "ecwid")
 TARGET_P95_MS = 300.0
 #: Rows per transaction when seeding connections (as refresh_sweep.py), and events per insert.
 SEED_BATCH = 1000
@@ -85,14 +102,6 @@ SEARCH = "/?q=store+77"
 # -- seeding --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Database:
-    name: str
-    #: SHOPKEYS_DATABASE_URL for the server; None: SQLite in the data directory.
-    configured_url: str | None
-    data_dir: Path
-
-
 @dataclass
 class Seeded:
     api_key: str
@@ -100,42 +109,6 @@ class Seeded:
     events: int
     attention: dict[str, int]
     seconds: float
-
-
-def bench_settings(database: Database) -> Any:
-    """shopkeys' defaults for the data directory, whatever the bench's environment says."""
-    from shopkeys.config import Settings
-
-    return Settings(
-        _env_file=None,
-        data_dir=database.data_dir,
-        database_url=database.configured_url,
-        encryption_keys=None,
-        sandbox_api_key=None,
-    )
-
-
-async def recreate_postgres(url: str) -> None:
-    """Drop and create the bench's database (its name must contain "bench")."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    name = parsed.database or ""
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    admin = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database="postgres",
-    )
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
 
 
 def connection_kind(i: int) -> str:
@@ -157,16 +130,14 @@ async def seed(database: Database, connections: int, events: int) -> Seeded:
 
     from shopkeys.grant import Grant
     from shopkeys.runtime import open_runtime
-    from shopkeys.store.ids import new_id
-    from shopkeys.store.records import ACTIVE, NEEDS_REAUTH, REVOKED
-    from shopkeys.store.tables import ConnectionRow, EventRow
+    from shopkeys.store.records import NEEDS_REAUTH, REVOKED
+    from shopkeys.store.tables import EventRow
 
     started = time.perf_counter()
-    runtime = await open_runtime(bench_settings(database))
+    runtime = await open_runtime(bench_settings(database.data_dir, database.configured_url))
     try:
         vault = runtime.vault
         writer = vault.connections
-        sessions = writer._storage.sessions
         rng = random.Random(20240601)
         now = datetime.now(UTC)
         ids: list[tuple[str, str]] = []
@@ -186,21 +157,14 @@ async def seed(database: Database, connections: int, events: int) -> Seeded:
                     account_id=f"shop-{i:05d}",
                     account_name=f"Bench store {i}",
                 )
-                row = ConnectionRow(
-                    id=new_id("con"),
+                row = connection_row(
+                    writer,
+                    grant,
                     provider=provider,
-                    account_id=grant.account_id,
-                    account_name=grant.account_name,
                     end_user_id=f"user-{i}",
-                    version=1,
-                    status=ACTIVE,
-                    created_at=created,
-                    updated_at=now,
                     connected_at=created,
-                    refresh_failures=0,
-                    shops=[],
+                    now=now,
                 )
-                writer._write_grant(row, grant)
                 row.last_refreshed_at = now - timedelta(hours=rng.uniform(0, 20))
                 kind = connection_kind(i)
                 attention[kind] = attention.get(kind, 0) + 1
@@ -222,8 +186,7 @@ async def seed(database: Database, connections: int, events: int) -> Seeded:
                     row.reauth_notified_for = row.refresh_expires_at
                 rows.append(row)
                 ids.append((row.id, provider))
-            async with sessions() as session, session.begin():
-                session.add_all(rows)
+            await add_rows(writer, rows)
 
         table = EventRow.__table__
         times = sorted(now - timedelta(days=rng.uniform(0, EVENT_DAYS)) for _ in range(events))
@@ -262,10 +225,7 @@ async def seed(database: Database, connections: int, events: int) -> Seeded:
                 await connection.execute(insert(table), batch)
 
         if database.configured_url is not None:
-            async with vault.engine.connect() as connection:
-                raw = await connection.get_raw_connection()
-                driver: Any = raw.driver_connection
-                await driver.execute("VACUUM ANALYZE")
+            await execute_raw(vault.engine, "VACUUM ANALYZE")
         _, api_key = await runtime.api_keys.create("bench-operator", "admin")
     finally:
         await runtime.close()
@@ -275,25 +235,10 @@ async def seed(database: Database, connections: int, events: int) -> Seeded:
 # -- the server -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def shopkeys_command() -> list[str]:
-    """The `shopkeys` command of the Python running the bench (its virtualenv's script)."""
-    script = Path(sys.executable).with_name("shopkeys")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from shopkeys.cli import main; main()"]
-
-
 def product_environment(database: Database) -> dict[str, str]:
     """The bench's environment without any SHOPKEYS_ setting, plus the database and no
     scheduler: nothing but the bench's requests touches the database while it measures."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
+    env = clean_environment()
     env["SHOPKEYS_DATA_DIR"] = str(database.data_dir)
     env["SHOPKEYS_SCHEDULER"] = "false"
     if database.configured_url is not None:
@@ -311,42 +256,18 @@ class Served:
 @contextmanager
 def serve_product(database: Database, log_path: Path) -> Iterator[Served]:
     """`shopkeys serve` until the block ends, its stdout and stderr going to `log_path`."""
-    import httpx2
-
     port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*shopkeys_command(), "serve", "--host", HOST, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=product_environment(database),
-            # No `.env` file is read from here: only the environment above configures it.
-            cwd=log_path.parent,
-        )
-    url = f"http://{HOST}:{port}"
-    try:
+    env = product_environment(database)
+    with shopkeys_process("serve", port, env, log_path, stop_timeout=15) as process:
+        url = f"http://{HOST}:{port}"
         # Start-up, not a measurement: until the sign-in page answers.
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"shopkeys serve exited:\n{log_path.read_text()[-2000:]}")
-            try:
-                if httpx2.get(url + SIGNIN, timeout=5).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("shopkeys serve did not start")
-            time.sleep(0.05)
+        wait_until_ok(
+            url + SIGNIN,
+            process,
+            lambda: f"shopkeys serve exited:\n{log_path.read_text()[-2000:]}",
+            "shopkeys serve did not start",
+        )
         yield Served(url, process.pid, log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -382,37 +303,16 @@ def deep_page(client: Any, page: int) -> str:
 # -- measuring ------------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command's name (`state` first)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc); 0 when it is gone."""
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
-
-
 def exited_children_seconds(pid: int) -> float:
     """User + system CPU time of the children a process has reaped: for PostgreSQL's
     postmaster, that of its parallel workers, which come and go within a query."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def parent_of(pid: int) -> int | None:
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return int(fields[1]) if fields else None
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every process on the machine has used so far (/proc/stat, all cores)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_seconds() -> float:
@@ -432,22 +332,15 @@ class Backends:
         return asyncio.run(self._pids())
 
     async def _pids(self) -> list[int]:
-        import asyncpg
         from sqlalchemy.engine import make_url
 
-        parsed = make_url(self.url or "")
-        connection = await asyncpg.connect(
-            host=parsed.host,
-            port=parsed.port,
-            user=parsed.username,
-            password=parsed.password,
-            database="postgres",
-        )
+        url = self.url or ""
+        connection = await admin_connection(url)
         try:
             rows = await connection.fetch(
                 "SELECT pid FROM pg_stat_activity "
                 "WHERE datname = $1 AND backend_type = 'client backend'",
-                parsed.database,
+                make_url(url).database,
             )
         finally:
             await connection.close()
@@ -513,14 +406,6 @@ def request_lines(log_path: Path, offset: int) -> tuple[list[Logged], int]:
     return found, offset + len(complete)
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank percentile (p95 of 30 values is the 29th smallest)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 @dataclass
 class Target:
     name: str
@@ -535,7 +420,7 @@ class Target:
     errors: int = 0
 
     def p(self, q: float, client: bool = False) -> float:
-        return percentile(self.client_ms if client else self.server_ms, q)
+        return percentile(sorted(self.client_ms if client else self.server_ms), q)
 
     def per_request_ms(self, seconds: float) -> float:
         return 1000 * seconds / len(self.client_ms) if self.client_ms else math.nan
@@ -665,19 +550,9 @@ def parse_options(argv: list[str] | None) -> Options:
 def postgres_reachable(url: str) -> str | None:
     """None when the server of `url` answers, else why not."""
     import asyncpg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
 
     async def probe() -> None:
-        connection = await asyncpg.connect(
-            host=parsed.host,
-            port=parsed.port,
-            user=parsed.username,
-            password=parsed.password,
-            database="postgres",
-            timeout=5,
-        )
+        connection = await admin_connection(url, timeout=5)
         await connection.close()
 
     try:

@@ -46,7 +46,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,23 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from support import (
+    HOST,
+    Database,
+    add_rows,
+    clean_environment,
+    connection_row,
+    cpu_seconds,
+    execute_raw,
+    free_port,
+    machine_busy_seconds,
+    recreate_postgres,
+    shopkeys_command,
+    shopkeys_process,
+    stop_process,
+    wait_until_ok,
+)
+
 PLATFORM = "tiktok_shop"
 REFRESH_PATH = "/api/v2/token/refresh"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:55433/skbench"
@@ -91,53 +106,7 @@ finally:
 """
 
 
-# -- processes and CPU ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc); 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU time every process on the machine has used so far (/proc/stat, all cores)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def shopkeys_command() -> list[str]:
-    """The `shopkeys` command of the Python running the bench (its virtualenv's script)."""
-    script = Path(sys.executable).with_name("shopkeys")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from shopkeys.cli import main; main()"]
-
-
-def clean_environment() -> dict[str, str]:
-    """The bench's environment without any SHOPKEYS_ setting."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+# -- the sandbox ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -153,35 +122,18 @@ class Sandbox:
 @contextmanager
 def run_sandbox(log_path: Path) -> Iterator[Sandbox]:
     """`shopkeys sandbox --port P` until the block ends, in a directory without a `.env`."""
-    import httpx2
-
     port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*shopkeys_command(), "sandbox", "--host", HOST, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=clean_environment(),
-            cwd=log_path.parent,
+    with shopkeys_process(
+        "sandbox", port, clean_environment(), log_path, stop_timeout=30
+    ) as process:
+        sandbox = Sandbox(f"http://{HOST}:{port}", process.pid)
+        wait_until_ok(
+            f"{sandbox.mount}/_sandbox",
+            process,
+            lambda: f"the sandbox exited; see {log_path}",
+            "the sandbox did not start",
         )
-    sandbox = Sandbox(f"http://{HOST}:{port}", process.pid)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the sandbox exited; see {log_path}")
-            try:
-                if httpx2.get(f"{sandbox.mount}/_sandbox", timeout=5).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sandbox did not start")
-            time.sleep(0.05)
         yield sandbox
-    finally:
-        stop_process(process)
 
 
 async def issue_grants(sandbox: Sandbox, prefix: str, count: int) -> list[dict[str, Any]]:
@@ -310,42 +262,6 @@ async def measure_ceiling(sandbox: Sandbox, count: int, concurrency: int, name: 
 # -- the databases --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Database:
-    name: str
-    #: SHOPKEYS_DATABASE_URL for the workers; None: SQLite in the data directory.
-    configured_url: str | None
-    data_dir: Path
-
-    def url(self) -> Any:
-        from shopkeys.store.database import database_url
-
-        return database_url(self.configured_url, self.data_dir)
-
-
-async def recreate_postgres(url: str) -> None:
-    """Drop and create the bench's database (its name must contain "bench")."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    name = parsed.database or ""
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    admin = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database="postgres",
-    )
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
 async def seed(database: Database, keys: Any, grants: Sequence[dict[str, Any]]) -> float:
     """Write one connection per grant through the vault's row writer; returns the seconds taken.
 
@@ -356,9 +272,6 @@ async def seed(database: Database, keys: Any, grants: Sequence[dict[str, Any]]) 
     from shopkeys.providers.base import Fields
     from shopkeys.providers.tiktok_shop import TikTokShop
     from shopkeys.store.database import create_engine, upgrade
-    from shopkeys.store.ids import new_id
-    from shopkeys.store.records import ACTIVE
-    from shopkeys.store.tables import ConnectionRow
     from shopkeys.store.vault import Vault
 
     started = time.perf_counter()
@@ -368,30 +281,21 @@ async def seed(database: Database, keys: Any, grants: Sequence[dict[str, Any]]) 
         vault = Vault(engine, keys)
         provider = TikTokShop(AppCredentials(*app_credentials()))
         connections = vault.connections
-        sessions = connections._storage.sessions
         for start in range(0, len(grants), SEED_BATCH):
             rows = []
             now = datetime.now(UTC)
             for data in grants[start : start + SEED_BATCH]:
                 grant = provider._grant(Fields(data, provider=PLATFORM, endpoint="token"), {})
-                row = ConnectionRow(
-                    id=new_id("con"),
+                row = connection_row(
+                    connections,
+                    grant,
                     provider=PLATFORM,
-                    account_id=grant.account_id,
-                    account_name=grant.account_name,
                     end_user_id=f"user-{grant.account_id}",
-                    version=1,
-                    status=ACTIVE,
-                    created_at=now,
-                    updated_at=now,
                     connected_at=now,
-                    refresh_failures=0,
-                    shops=[],
+                    now=now,
                 )
-                connections._write_grant(row, grant)
                 rows.append(row)
-            async with sessions() as session, session.begin():
-                session.add_all(rows)
+            await add_rows(connections, rows)
     finally:
         await engine.dispose()
     return time.perf_counter() - started
@@ -420,11 +324,7 @@ class Probe:
         """VACUUM ANALYZE on PostgreSQL, so the last run's dead rows do not slow the next."""
         if not self.postgres:
             return
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: Any = raw.driver_connection
-            await driver.execute("VACUUM ANALYZE connections")
-            await driver.execute("VACUUM ANALYZE events")
+        await execute_raw(self.engine, "VACUUM ANALYZE connections", "VACUUM ANALYZE events")
 
     async def backends(self) -> dict[int, float] | None:
         """CPU seconds so far of each PostgreSQL backend serving this database but the probe's

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import multiprocessing
 import os
 import random
@@ -34,7 +33,6 @@ import re
 import resource
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,9 +45,20 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
+from support import (
+    HOST,
+    PROVIDERS,
+    bench_settings,
+    clean_environment,
+    free_port,
+    machine_busy_seconds,
+    percentile,
+    process_cpu_seconds,
+    shopkeys_command,
+    shopkeys_process,
+)
+
 TOKEN_PATH = "/v1/connections/{connection_id}/token"
-PROVIDERS = ("aliexpress", "tiktok_shop", "shopline", "ecwid")
 TARGET_RATIO = 0.60
 TARGET_P99_MS = 10.0
 #: Cores used by other processes during a run above which the report warns.
@@ -95,20 +104,6 @@ def load_seeded(data_dir: Path, count: int) -> Seeded | None:
     if len(content["ids"]) != count:
         raise SystemExit(f"{data_dir} holds {len(content['ids'])} connections, not {count}")
     return Seeded(data_dir, content["ids"], content["api_key"], content.get("keys"))
-
-
-def bench_settings(data_dir: Path) -> Any:
-    """shopkeys' defaults for `data_dir` (SQLite and the key file there), whatever the
-    environment of the bench says."""
-    from shopkeys.config import Settings
-
-    return Settings(
-        _env_file=None,
-        data_dir=data_dir,
-        database_url=None,
-        encryption_keys=None,
-        sandbox_api_key=None,
-    )
 
 
 async def seed(data_dir: Path, count: int, batch: int) -> Seeded:
@@ -177,13 +172,6 @@ def run_bare(port: int, body: bytes) -> None:
     uvicorn.run(bare_app(body), port=port, **BARE_UVICORN)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True)
 class Served:
     url: str
@@ -214,18 +202,10 @@ def wait_until_answering(
             return
 
 
-def shopkeys_command() -> list[str]:
-    """The `shopkeys` command of the Python running the bench (its virtualenv's script)."""
-    script = Path(sys.executable).with_name("shopkeys")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from shopkeys.cli import main; main()"]
-
-
 def product_environment(seeded: Seeded, extra: dict[str, str]) -> dict[str, str]:
     """The bench's environment without any SHOPKEYS_ setting, plus the data directory: the
     product runs on its defaults unless `--serve-env` says otherwise."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPKEYS_")}
+    env = clean_environment()
     env["SHOPKEYS_DATA_DIR"] = str(seeded.data_dir)
     if seeded.keys is not None:
         env["SHOPKEYS_ENCRYPTION_KEYS"] = seeded.keys
@@ -234,7 +214,6 @@ def product_environment(seeded: Seeded, extra: dict[str, str]) -> dict[str, str]
 
 @contextmanager
 def serve_product(
-    command: list[str],
     port: int,
     env: dict[str, str],
     log_path: Path,
@@ -242,29 +221,12 @@ def serve_product(
     headers: dict[str, str],
 ) -> Iterator[Served]:
     """Run `shopkeys serve` until the block ends, its stdout and stderr going to `log_path`."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "serve", "--host", HOST, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            # No `.env` file is read from here: only the environment above configures it.
-            cwd=log_path.parent,
-        )
-    url = f"http://{HOST}:{port}"
-    try:
+    with shopkeys_process("serve", port, env, log_path, stop_timeout=15) as process:
+        url = f"http://{HOST}:{port}"
         wait_until_answering(
             "shopkeys", url, probe_path, headers, lambda: process.poll() is not None
         )
         yield Served(url=url, port=port, pid=process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -306,23 +268,12 @@ def read_product_log(path: Path) -> ProductLog:
     return ProductLog(lines, requests, sample)
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux), to tell who was the bottleneck."""
+def machine_seconds() -> float | None:
+    """CPU time all processes on the machine have used (None where there is no /proc/stat)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return machine_busy_seconds()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU time all processes on the machine have used (Linux `/proc/stat`, every core)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def children_seconds() -> float:
@@ -347,11 +298,12 @@ class CpuUse:
 def watch_cpu(server_pid: int) -> Iterator[list[CpuUse]]:
     """Measures the block; the load generator must be a child process that ends inside it."""
     out: list[CpuUse] = []
-    server, machine, children = cpu_seconds(server_pid), machine_busy_seconds(), children_seconds()
+    server, machine = process_cpu_seconds(server_pid), machine_seconds()
+    children = children_seconds()
     started = time.perf_counter()
     yield out
     wall = time.perf_counter() - started
-    server_after, machine_after = cpu_seconds(server_pid), machine_busy_seconds()
+    server_after, machine_after = process_cpu_seconds(server_pid), machine_seconds()
     client = children_seconds() - children
     server_used = server_after - server if server is not None and server_after is not None else None
     other = None
@@ -379,13 +331,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 @dataclass(frozen=True)
@@ -787,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.serve_env:
             print(f"  with {' '.join(f'{k}={v}' for k, v in options.serve_env.items())}")
         product_port = free_port()
-        with serve_product(command, product_port, env, log_path, paths[0], headers) as product:
+        with serve_product(product_port, env, log_path, paths[0], headers) as product:
             import httpx2
 
             body = httpx2.get(product.url + paths[0], headers=headers).content
