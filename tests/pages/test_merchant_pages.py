@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
+import httpx2
 import pytest
 from sqlalchemy import update
 
@@ -59,10 +61,6 @@ async def test_an_expired_link(driver: Driver) -> None:
     page = await driver.http.get(session["url"])
     assert page.status_code == 410
     assert "This link has expired" in page.text and "ask for a new link" in page.text
-    onward = await driver.http.post(
-        f"{driver.url}/connect", data={"session": callback_params(session["url"])["session"]}
-    )
-    assert onward.status_code == 410 and "This link has expired" in onward.text
 
 
 async def test_a_used_link_and_a_wrong_one(driver: Driver) -> None:
@@ -83,3 +81,38 @@ async def test_a_state_that_took_too_long(driver: Driver) -> None:
     await driver.expire_state(session["id"])
     page = await driver.http.get(callback)
     assert "This took too long" in page.text and FAILED_TITLE in page.text
+
+
+async def test_the_connect_button_works_only_from_the_page_this_browser_opened(
+    driver: Driver,
+) -> None:
+    """Another site posting a connect link of its own (to bind the attacker's link to the
+    victim's browser) gets no cookie sent and no redirect."""
+    session = await driver.start("shopline")
+    token = callback_params(session["url"])["session"]
+    async with httpx2.AsyncClient(timeout=10) as elsewhere:
+        forged = await elsewhere.post(
+            f"{driver.url}/connect",
+            data={"session": token, "browser_check": "0" * 32},
+            headers={"origin": "https://evil.example"},
+        )
+        assert forged.status_code == 403 and "Open the connect link again" in forged.text
+        assert "set-cookie" not in forged.headers
+        page = await elsewhere.get(session["url"])
+        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+        assert form["browser_check"] not in page.headers["set-cookie"]  # derived, not the secret
+        wrong = await elsewhere.post(f"{driver.url}/connect", data={**form, "browser_check": "x"})
+        assert wrong.status_code == 403
+        assert (await elsewhere.post(f"{driver.url}/connect", data=form)).status_code == 303
+    opened = await driver.vault.sessions.get(session["id"])
+    assert opened is not None and opened.state_expires_at is not None
+
+
+async def test_pages_carry_their_security_headers(driver: Driver) -> None:
+    session = await driver.start("ecwid")
+    for url in (session["url"], f"{driver.url}/signin", f"{driver.url}/connect?session=x"):
+        page = await driver.http.get(url)
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-store"

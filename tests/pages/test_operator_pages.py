@@ -247,3 +247,35 @@ async def test_static_files_and_csrf_token_per_session(
     async with httpx2.AsyncClient() as other:
         second = csrf_of((await other.get(f"{live_service.url}/signin")).text)
     assert first != second
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/?after=%C2%B2.x",
+        "/?after=" + "9" * 5000 + ".x",
+        "/?after=99999999999999999999.x",
+        "/?after=7.x",
+        "/events?before=%C2%B2.x",
+        "/events?before=99999999999999999999.x",
+        "/?q=" + "x" * 5000,
+    ],
+)
+async def test_hand_edited_addresses_are_ignored(operator: OperatorClient, path: str) -> None:
+    assert (await operator.get(path)).status_code == 200
+
+
+async def test_a_nul_in_the_address_is_refused_before_the_page(operator: OperatorClient) -> None:
+    assert (await operator.get("/?q=%00")).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("a\x00b", "contains a NUL character"), ("x" * 256, "longer than 255 characters")],
+)
+async def test_form_text_that_cannot_be_stored_is_refused(
+    operator: OperatorClient, value: str, words: str
+) -> None:
+    await operator.get("/")
+    made = await operator.post("/connect-links", {"platform": "ecwid", "end_user_id": value})
+    assert made.status_code == 400 and words in made.text

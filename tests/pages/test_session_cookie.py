@@ -38,7 +38,7 @@ def _written(cookies: SessionCookies, session: OperatorSession) -> str:
 def test_a_session_reads_back_until_it_lapses() -> None:
     ring, clock = generate_key_ring(), Clock()
     cookies = SessionCookies(lambda: ring, lifetime=timedelta(hours=12), secure=True, clock=clock)
-    session = OperatorSession.anonymous().signed_in(KEY)
+    session = OperatorSession.anonymous().signed_in(KEY, START)
     value = _written(cookies, session)
     assert cookies.read(_request(value)) == session
     clock.now += timedelta(hours=11, minutes=59)
@@ -50,7 +50,7 @@ def test_a_session_reads_back_until_it_lapses() -> None:
 def test_forged_or_foreign_cookies_read_as_none() -> None:
     ring, clock = generate_key_ring(), Clock()
     cookies = SessionCookies(lambda: ring, lifetime=timedelta(hours=1), secure=False, clock=clock)
-    value = _written(cookies, OperatorSession.anonymous().signed_in(KEY))
+    value = _written(cookies, OperatorSession.anonymous().signed_in(KEY, START))
     other = SessionCookies(
         lambda: generate_key_ring(), lifetime=timedelta(hours=1), secure=False, clock=clock
     )
@@ -69,7 +69,7 @@ def test_a_key_rotation_keeps_sessions_while_the_old_key_is_in_the_ring() -> Non
     cookies = SessionCookies(
         lambda: current[0], lifetime=timedelta(hours=1), secure=False, clock=clock
     )
-    session = OperatorSession.anonymous().signed_in(KEY)
+    session = OperatorSession.anonymous().signed_in(KEY, START)
     value = _written(cookies, session)
     rotated = old.with_new_primary()
     current[0] = rotated
@@ -81,7 +81,7 @@ def test_a_key_rotation_keeps_sessions_while_the_old_key_is_in_the_ring() -> Non
 
 def test_signing_in_changes_the_csrf_token() -> None:
     before = OperatorSession.anonymous()
-    after = before.signed_in(KEY)
+    after = before.signed_in(KEY, START)
     assert after.key_id == "key_1" and after.csrf != before.csrf
 
 
@@ -90,3 +90,26 @@ def test_derived_secrets_differ_by_purpose_and_from_the_key() -> None:
     [one] = ring.derived_secrets("a")
     [two] = ring.derived_secrets("b")
     assert one != two and len(one) == 32 and one != ring.primary.secret
+
+
+def test_writing_the_cookie_again_does_not_extend_the_session() -> None:
+    """The sign-in page writes the cookie afresh on every visit: the session still ends a
+    lifetime after the operator signed in."""
+    ring, clock = generate_key_ring(), Clock()
+    cookies = SessionCookies(lambda: ring, lifetime=timedelta(hours=12), secure=True, clock=clock)
+    value = _written(cookies, OperatorSession.anonymous().signed_in(KEY, START))
+    for _ in range(3):
+        clock.now += timedelta(hours=5)
+        read = cookies.read(_request(value))
+        if read is None:
+            break
+        value = _written(cookies, read)
+    assert clock.now - START == timedelta(hours=15)
+    assert read is None
+
+
+def test_a_signed_in_session_without_its_time_is_not_signed_in() -> None:
+    ring, clock = generate_key_ring(), Clock()
+    cookies = SessionCookies(lambda: ring, lifetime=timedelta(hours=1), secure=True, clock=clock)
+    value = _written(cookies, OperatorSession("c", key_id="key_1"))
+    assert cookies.read(_request(value)) == OperatorSession("c")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -433,8 +434,9 @@ async def test_connect_session_answer(driver: Driver) -> None:
     assert opened.status_code == 200
     assert "Connect your Ecwid store" in opened.text
     assert "See your products and categories" in opened.text  # the scopes, in words
-    token = callback_params(session["url"])["session"]
-    onward = await driver.http.post(f"{driver.url}/connect", data={"session": token})
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', opened.text))
+    assert form["session"] == callback_params(session["url"])["session"]
+    onward = await driver.http.post(f"{driver.url}/connect", data=form)
     assert onward.status_code == 303
     assert onward.headers["location"].startswith(
         driver.live.settings.platform("ecwid").base_url or ""

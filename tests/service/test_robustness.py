@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -181,8 +182,10 @@ async def test_the_first_browser_keeps_the_link(driver: Driver) -> None:
         httpx2.AsyncClient(timeout=10) as browser_b,
     ):
         token = callback_params(link)["session"]
-        assert "Continue to Ecwid" in (await browser_a.get(link)).text
-        first = await browser_a.post(f"{driver.url}/connect", data={"session": token})
+        page = await browser_a.get(link)
+        assert "Continue to Ecwid" in page.text
+        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+        first = await browser_a.post(f"{driver.url}/connect", data=form)
         assert first.status_code == 303
         callback = await press(browser_b, link, login="not-mine")
         page = await browser_b.get(callback)

@@ -2,18 +2,20 @@
 and the last days' refreshes and failures.
 
 Pages are keyset-paginated on (attention, id): the next page starts after the last row seen, so
-page 200 of 10,000 connections costs what page 1 does, and a row written meanwhile neither
-repeats nor disappears.
+no page reads and skips the rows before it (the bench finds page 50 costs what page 1 does).
+The attention is judged anew for each page, so a connection whose attention changes between two
+pages may show on both or on neither; every other row shows once.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, and_, case, cast, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Date, and_, case, cast, func, literal, or_, select, tuple_
 
 from shopkeys.store.connections import connection_record
 from shopkeys.store.records import NEEDS_REAUTH, REVOKED, Connection
@@ -65,7 +67,10 @@ class Cursor:
     def decode(cls, text: str) -> Cursor | None:
         """The cursor `encode` wrote; None for anything else (a hand-edited address)."""
         rank, _, connection_id = text.partition(".")
-        if not rank.isdigit() or not connection_id or len(connection_id) > 40:
+        # ASCII digits only (`isdigit` takes "²"), and a rank that exists.
+        if not re.fullmatch("[0-9]", rank) or int(rank) > max(Attention):
+            return None
+        if not connection_id or len(connection_id) > 40:
             return None
         return cls(int(rank), connection_id)
 
@@ -126,7 +131,9 @@ class OverviewRepository(Repository):
         elif query.status:
             statement = statement.where(C.status == query.status)
         if query.search:
-            pattern = f"%{_escape_like(query.search.lower())}%"
+            # Lowered by the database on both sides: SQLite's `lower` leaves non-ASCII letters
+            # as they are, and Python's would then never match them.
+            pattern = func.lower(literal(f"%{_escape_like(query.search)}%"))
             statement = statement.where(
                 or_(
                     *(

@@ -43,12 +43,12 @@ from shopkeys.web.dashboard import SimulatedPlatforms
 from shopkeys.web.errors import ApiError, error_response
 from shopkeys.web.limits import RequestLimits
 from shopkeys.web.operator_session import FormRejected, SignInRequired
-from shopkeys.web.operators import MissingPage, redirect_to_sign_in
+from shopkeys.web.operators import FormInvalid, MissingPage, redirect_to_sign_in
 from shopkeys.web.problems import STATUSES, problem_response
 from shopkeys.web.request_log import RequestLog
 from shopkeys.web.schemas import ErrorResponse, TokenOut
 from shopkeys.web.security import API_PREFIX, ApiKeyGate
-from shopkeys.web.templating import templates
+from shopkeys.web.templating import render
 
 SANDBOX_KEY_NAME = "sandbox"
 #: The pages' style sheet and script, served from the package: no CDN, no build step.
@@ -142,6 +142,7 @@ def create_app(
     app.add_exception_handler(SignInRequired, _sign_in_first)
     app.add_exception_handler(FormRejected, _form_rejected)
     app.add_exception_handler(MissingPage, _missing_page)
+    app.add_exception_handler(FormInvalid, _form_invalid)
     # Anything else unforeseen: still the error shape, and the connection closed cleanly so the
     # client's next request on it does not meet a reset.
     app.add_exception_handler(Exception, _server_error)
@@ -175,7 +176,7 @@ async def _sign_in_first(request: Request, exc: Exception) -> Response:
 async def _form_rejected(request: Request, exc: Exception) -> Response:
     # A form without this session's CSRF token: posted from another site, or from a page
     # older than the session. Nothing was done; reloading the page gives a working form.
-    return templates.TemplateResponse(
+    return render(
         request,
         "result.html",
         {
@@ -187,9 +188,19 @@ async def _form_rejected(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _form_invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FormInvalid)
+    return render(
+        request,
+        "result.html",
+        {"title": "The form was not valid", "message": exc.message, "success": False},
+        status_code=400,
+    )
+
+
 async def _missing_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MissingPage)
-    return templates.TemplateResponse(
+    return render(
         request,
         "result.html",
         {

@@ -17,7 +17,7 @@ from shopkeys.store.connections import EndUserConflict
 from shopkeys.store.overview import Attention
 from shopkeys.store.records import Connection
 from shopkeys.web.operator_session import Operator
-from shopkeys.web.operators import MissingPage, PostedForm, SignedIn, operator_page
+from shopkeys.web.operators import MissingPage, PostedForm, SignedIn, form_text, operator_page
 from shopkeys.web.security import runtime_of
 
 log = logging.getLogger("shopkeys.web")
@@ -142,14 +142,13 @@ async def reconnect_link(
 @router.post("/connections/{connection_id}/claim", response_class=HTMLResponse)
 async def claim(request: Request, operator: SignedIn, form: PostedForm, found: Found) -> Response:
     """Give an unclaimed connection (an app market install) to an end user."""
-    value = form.get("end_user_id")
-    end_user_id = value.strip() if isinstance(value, str) else ""
-    if not end_user_id or len(end_user_id) > 255:
+    end_user_id = form_text(form, "end_user_id", "end user id")
+    if end_user_id is None:
         return await _show(
             request,
             operator,
             found,
-            error="Give the end user's id (up to 255 characters).",
+            error="Give the end user's id.",
             status_code=400,
         )
     try:

@@ -16,7 +16,7 @@ from shopkeys.providers import get
 from shopkeys.store.overview import ATTENTION_FILTER, Attention, ConnectionQuery, Cursor
 from shopkeys.store.records import STATUSES
 from shopkeys.web.chart import refresh_chart
-from shopkeys.web.operators import PostedForm, SignedIn, notice_of, operator_page
+from shopkeys.web.operators import PostedForm, SignedIn, form_text, notice_of, operator_page
 from shopkeys.web.security import runtime_of
 
 router = APIRouter(include_in_schema=False)
@@ -113,8 +113,7 @@ async def new_connect_link(request: Request, operator: SignedIn, form: PostedFor
     """A connect link for a merchant, shown once, to copy or open."""
     runtime = runtime_of(request)
     provider = form.get("platform")
-    end_user = form.get("end_user_id")
-    end_user_id = end_user.strip()[:255] if isinstance(end_user, str) and end_user.strip() else None
+    end_user_id = form_text(form, "end_user_id", "end user id")
     if not isinstance(provider, str) or not Platform.known(provider):
         return operator_page(
             request, operator, "link.html", {"error": "Choose a platform."}, status_code=400

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -36,6 +36,9 @@ class OperatorSession:
 
     csrf: str
     key_id: str | None = None
+    #: When the operator signed in (UNIX seconds): the session ends a lifetime after, however
+    #: often its cookie is written again.
+    signed_in_at: int | None = None
 
     @classmethod
     def anonymous(cls) -> OperatorSession:
@@ -43,9 +46,11 @@ class OperatorSession:
         sign-in form itself (a login CSRF would sign the victim in as the attacker)."""
         return cls(csrf=secrets.token_urlsafe(24))
 
-    def signed_in(self, key: ApiKey) -> OperatorSession:
+    def signed_in(self, key: ApiKey, now: datetime) -> OperatorSession:
         # A fresh CSRF token on sign-in: one learnt before it is worth nothing after.
-        return OperatorSession(csrf=secrets.token_urlsafe(24), key_id=key.id)
+        return OperatorSession(
+            csrf=secrets.token_urlsafe(24), key_id=key.id, signed_in_at=int(now.timestamp())
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +119,18 @@ class SessionCookies:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("csrf"), str):
             return None
-        key_id = data.get("key")
-        return OperatorSession(data["csrf"], key_id if isinstance(key_id, str) else None)
+        key_id, at = data.get("key"), data.get("at")
+        if not isinstance(key_id, str) or not isinstance(at, int):
+            return OperatorSession(data["csrf"])
+        if self.clock().timestamp() - at > self.lifetime.total_seconds():
+            return None  # signed in too long ago, whatever the cookie's own age
+        return OperatorSession(data["csrf"], key_id, at)
 
     def write(self, response: Response, session: OperatorSession) -> None:
         """Set the cookie to `session`, for the session's lifetime from now."""
-        value = self._serializer().dumps({"csrf": session.csrf, "key": session.key_id})
+        value = self._serializer().dumps(
+            {"csrf": session.csrf, "key": session.key_id, "at": session.signed_in_at}
+        )
         response.set_cookie(
             COOKIE,
             value,

@@ -13,12 +13,11 @@ from starlette.datastructures import FormData
 
 from shopkeys.api_keys import allows
 from shopkeys.web.operator_session import Operator, SessionCookies, SignInRequired, check_csrf
+from shopkeys.web.schemas import unstorable_text
 from shopkeys.web.security import runtime_of
-from shopkeys.web.templating import templates
+from shopkeys.web.templating import render
 
 SIGNIN_PATH = "/signin"
-#: Pages that must not be cached by the browser or a proxy: they show operators' data.
-NO_STORE = {"cache-control": "no-store"}
 
 
 def cookies_of(request: Request) -> SessionCookies:
@@ -73,12 +72,11 @@ def operator_page(
     status_code: int = 200,
 ) -> Response:
     """An operator's page: it carries the session's CSRF token for its forms, and no cache."""
-    return templates.TemplateResponse(
+    return render(
         request,
         template,
         {"operator": operator.key, "csrf": operator.session.csrf, **context},
         status_code=status_code,
-        headers=NO_STORE,
     )
 
 
@@ -104,3 +102,26 @@ class MissingPage(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(f"no such {what}")
         self.what = what
+
+
+class FormInvalid(Exception):
+    """A field of an operator's form that cannot be used as sent: a 400 page saying why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def form_text(form: FormData, name: str, label: str, *, max_length: int = 255) -> str | None:
+    """The form's `name` field stripped, None when empty; `FormInvalid` for text that is too
+    long or cannot be stored, rather than cutting it or failing in the database."""
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    if len(value) > max_length:
+        raise FormInvalid(f"The {label} is longer than {max_length} characters.")
+    problem = unstorable_text(value, f"The {label}")
+    if problem is not None:
+        raise FormInvalid(f"{problem}.")
+    return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -17,7 +19,8 @@ PAGE_SIZE = 50
 def _cursor(text: str) -> tuple[int, str] | None:
     """The `before` of the next page, as the page wrote it (`event id.delivery id`)."""
     event_id, _, delivery_id = text.partition(".")
-    if not event_id.isdigit() or not delivery_id or len(delivery_id) > 40:
+    # ASCII digits, within a 64-bit id (`isdigit` takes "²"; a longer number fails the query).
+    if not re.fullmatch("[0-9]{1,18}", event_id) or not delivery_id or len(delivery_id) > 40:
         return None
     return int(event_id), delivery_id
 

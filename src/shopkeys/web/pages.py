@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Mapping
@@ -17,13 +18,14 @@ from shopkeys.connect import (
     Completed,
     NeedsConfirmation,
 )
+from shopkeys.crypto import fingerprint
 from shopkeys.flow_errors import FlowError, UnknownLink
 from shopkeys.platform import Platform
 from shopkeys.providers import get
 from shopkeys.store.records import Connection
 from shopkeys.web.problems import status_of
 from shopkeys.web.security import runtime_of
-from shopkeys.web.templating import templates
+from shopkeys.web.templating import render
 
 log = logging.getLogger("shopkeys.web")
 router = APIRouter(include_in_schema=False)
@@ -42,40 +44,55 @@ async def open_connect_link(request: Request) -> Response:
     token = request.query_params.get("session", "")
     if not token:
         return _failure(request, UnknownLink("This connect link is not valid."))
+    # One secret per browser, kept across links: the callback must come back to this browser.
+    browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
     try:
-        opened = await runtime_of(request).connect.open_link(
-            token, browser=request.cookies.get(BROWSER_COOKIE)
-        )
+        opened = await runtime_of(request).connect.open_link(token, browser=browser)
     except FlowError as exc:
         return _failure(request, exc)
     if isinstance(opened, AwaitingConfirmation):
         return _confirmation_page(request, opened, token)
-    return templates.TemplateResponse(
+    response = render(
         request,
         "connect.html",
         {
             "platform": opened.provider.display_name,
             "permissions": opened.provider.permissions_in_words(),
             "session": token,
+            "browser_check": _browser_check(browser),
             "expires_at": opened.session.expires_at,
         },
-        headers={"cache-control": "no-store"},
     )
+    _bind_browser(request, response, browser)
+    return response
 
 
 @router.post("/connect")
 async def go_to_platform(request: Request) -> Response:
     """The connect page's button: on to the platform's authorization page, with a fresh state.
 
-    The link's secret in the form is what an attacker cannot forge, so it doubles as the form's
-    CSRF token; the cookie set here binds the attempt to this browser.
+    Only from the page this browser opened: the form's `browser_check` must match this
+    browser's cookie. Another site could post an attacker's own connect link here (its secret
+    is no CSRF token), but it can neither read the cookie nor get it sent (SameSite=Lax).
     """
     form = await request.form()
     token = form.get("session")
     if not isinstance(token, str) or not token:
         return _failure(request, UnknownLink("This connect link is not valid."))
-    # One secret per browser, kept across links: the callback must come back to this browser.
-    browser = request.cookies.get(BROWSER_COOKIE) or secrets.token_urlsafe(32)
+    browser = request.cookies.get(BROWSER_COOKIE)
+    sent = form.get("browser_check")
+    if (
+        browser is None
+        or not isinstance(sent, str)
+        or not hmac.compare_digest(sent.encode(), _browser_check(browser).encode())
+    ):
+        return _result(
+            request,
+            403,
+            "Open the connect link again",
+            "This page did not come from the connect link in this browser. Open the link you "
+            "were sent again (cookies must be allowed for this site).",
+        )
     runtime = runtime_of(request)
     try:
         url = await runtime.connect.authorization_redirect(token, browser=browser)
@@ -84,15 +101,25 @@ async def go_to_platform(request: Request) -> Response:
     if isinstance(url, AwaitingConfirmation):
         return _confirmation_page(request, url, token)
     response = RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
+    _bind_browser(request, response, browser)
+    return response
+
+
+def _browser_check(browser: str) -> str:
+    """What the connect page's form carries to prove it came from this browser's page: derived
+    from the cookie's secret, and unlike the hash the connect session stores."""
+    return fingerprint(f"connect form:{browser}")[:32]
+
+
+def _bind_browser(request: Request, response: Response, browser: str) -> None:
     response.set_cookie(
         BROWSER_COOKIE,
         browser,
         max_age=int(SESSION_LIFETIME.total_seconds()),
         httponly=True,
         samesite="lax",  # sent on the platform's top-level redirect back to the callback
-        secure=runtime.settings.public_url.startswith("https://"),
+        secure=runtime_of(request).settings.public_url.startswith("https://"),
     )
-    return response
 
 
 @router.get("/oauth/callback/{provider}")
@@ -151,7 +178,7 @@ def _finish_elsewhere(request: Request, pending: NeedsConfirmation) -> Response:
 
 def _confirmation_page(request: Request, waiting: AwaitingConfirmation, token: str) -> Response:
     account = waiting.account
-    return templates.TemplateResponse(
+    return render(
         request,
         "confirm.html",
         {
@@ -160,7 +187,6 @@ def _confirmation_page(request: Request, waiting: AwaitingConfirmation, token: s
             "account_id": account.account_id,
             "session": token,
         },
-        headers={"cache-control": "no-store"},
     )
 
 
@@ -278,7 +304,7 @@ def _failure(request: Request, exc: FlowError) -> Response:
 
 
 def _result(request: Request, status: int, title: str, message: str, **extra: Any) -> Response:
-    return templates.TemplateResponse(
+    return render(
         request,
         "result.html",
         {"title": title, "message": message, "success": status < 400, **extra},

@@ -50,7 +50,7 @@ def _unstorable(value: Any, where: tuple[str, ...]) -> str | None:
         if len(path) > MAX_DEPTH:
             return "the body is nested too deeply"
         if isinstance(item, str):
-            problem = _unstorable_text(item, ".".join(path) or "a value")
+            problem = unstorable_text(item, ".".join(path) or "a value")
             if problem is not None:
                 return problem
         elif isinstance(item, dict):
@@ -62,7 +62,8 @@ def _unstorable(value: Any, where: tuple[str, ...]) -> str | None:
     return None
 
 
-def _unstorable_text(text: str, name: str) -> str | None:
+def unstorable_text(text: str, name: str) -> str | None:
+    """Why `text` cannot be stored (a NUL, a lone surrogate), or None when it can."""
     if "\x00" in text:
         return f"{name} contains a NUL character"
     try:

@@ -14,9 +14,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shopkeys.api_keys import allows
 from shopkeys.web.operator_session import FormRejected, OperatorSession, check_csrf
-from shopkeys.web.operators import NO_STORE, SIGNIN_PATH, PostedForm, cookies_of
+from shopkeys.web.operators import SIGNIN_PATH, PostedForm, cookies_of
 from shopkeys.web.security import active_key, runtime_of
-from shopkeys.web.templating import templates
+from shopkeys.web.templating import render
 
 log = logging.getLogger("shopkeys.web")
 router = APIRouter(include_in_schema=False)
@@ -46,12 +46,11 @@ def _sign_in_form(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    response = templates.TemplateResponse(
+    response = render(
         request,
         "signin.html",
         {"csrf": session.csrf, "next": next_path, "field_error": error},
         status_code=status_code,
-        headers=NO_STORE,
     )
     cookies_of(request).write(response, session)
     return response
@@ -90,7 +89,7 @@ async def sign_in(request: Request) -> Response:
         )
     log.info("operator signed in with API key %s (%s)", key.id, key.name)
     response = RedirectResponse(next_path, status_code=303)
-    cookies.write(response, session.signed_in(key))
+    cookies.write(response, session.signed_in(key, runtime_of(request).clock()))
     return response
 
 

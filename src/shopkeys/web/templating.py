@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
+from starlette.responses import Response
 
 from shopkeys.web.security import runtime_of
 
@@ -24,6 +25,28 @@ def _page_context(request: Request) -> dict[str, Any]:
 templates = Jinja2Templates(
     directory=str(Path(__file__).parent / "templates"), context_processors=[_page_context]
 )
+
+
+#: Every page's headers. The pages load only their own style sheet and script, are framed by
+#: nobody (clickjacking a Disconnect or a Connect), and each shows one operator's or one
+#: merchant's data, so no cache keeps them. The referrer is also withheld in each page's head.
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], *, status_code: int = 200
+) -> Response:
+    """The page `name` rendered with `context`, with every page's headers."""
+    return templates.TemplateResponse(
+        request, name, context, status_code=status_code, headers=PAGE_HEADERS
+    )
 
 
 def when(moment: datetime | None, empty: str = "—") -> Markup:
