@@ -176,41 +176,30 @@ async def _sign_in_first(request: Request, exc: Exception) -> Response:
 async def _form_rejected(request: Request, exc: Exception) -> Response:
     # A form without this session's CSRF token: posted from another site, or from a page
     # older than the session. Nothing was done; reloading the page gives a working form.
-    return render(
-        request,
-        "result.html",
-        {
-            "title": "This form has expired",
-            "message": "Nothing was changed. Go back, reload the page and try again.",
-            "success": False,
-        },
-        status_code=403,
-    )
+    message = "Nothing was changed. Go back, reload the page and try again."
+    return _page_error(request, 403, "This form has expired", message)
 
 
 async def _form_invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FormInvalid)
-    return render(
-        request,
-        "result.html",
-        {"title": "The form was not valid", "message": exc.message, "success": False},
-        status_code=400,
-    )
+    return _page_error(request, 400, "The form was not valid", exc.message)
 
 
 async def _missing_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MissingPage)
+    return _page_error(request, 404, f"No such {exc.what}", "It may have been deleted.", back="/")
+
+
+def _page_error(
+    request: Request, status: int, title: str, message: str, back: str | None = None
+) -> Response:
+    """An operator page's refusal, in the pages' layout rather than the API's JSON."""
+    context = {"title": title, "message": message, "success": False, "back": back}
     return render(
         request,
         "result.html",
-        {
-            "title": f"No such {exc.what}",
-            "message": "It may have been deleted.",
-            "success": False,
-            "back": "/",
-            "back_label": "Back to the dashboard",
-        },
-        status_code=404,
+        {**context, "back_label": "Back to the dashboard"},
+        status_code=status,
     )
 
 
