@@ -41,6 +41,7 @@ from shopkeys.errors import (
 )
 from shopkeys.grant import Account, Grant
 from shopkeys.platform import Platform
+from shopkeys.providers.inbound import InboundWebhook
 from shopkeys.redact import guard_logs, redact
 
 guard_logs()
@@ -238,6 +239,14 @@ class Provider(ABC):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Whether a webhook really comes from the platform (constant-time comparison)."""
         raise NotSupported(f"{self.display_name} does not sign its webhooks")
+
+    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> InboundWebhook:
+        """A webhook verified and read: its event id, type, account and effect.
+
+        `BadSignature` when it is not signed by this app; `MalformedWebhook` when it is not of
+        the platform's shape. Checks the signature before reading anything else.
+        """
+        raise NotSupported(f"{self.display_name} webhooks are not read here")
 
     # -- plumbing for the platform modules ------------------------------------------------------
 

@@ -43,6 +43,14 @@ from shopkeys.errors import (
 from shopkeys.grant import Account, Grant, Shop
 from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, parse_json, retry_after_seconds, split_scopes
+from shopkeys.providers.inbound import (
+    BadSignature,
+    Effect,
+    InboundWebhook,
+    MalformedWebhook,
+    identifier,
+    json_object,
+)
 from shopkeys.providers.oauth2 import ERROR_CLASSES as OAUTH_ERROR_CLASSES
 from shopkeys.providers.oauth2 import OAuth2Provider
 
@@ -77,6 +85,10 @@ _STORE_ID: Final = re.compile(r"[1-9][0-9]{0,11}")
 
 # HTTP statuses that mean "try again later" even with an unknown error code.
 _TEMPORARY_STATUSES: Final = frozenset({408, 502, 503, 504})
+
+
+#: The event types that end the app's authorization for the store.
+UNINSTALLED: Final = frozenset({"application.uninstalled"})
 
 
 def signature(client_secret: str, event_created: int | str, event_id: str) -> str:
@@ -355,6 +367,26 @@ class Ecwid(OAuth2Provider):
             return False
         expected = signature(self.credentials.client_secret, created, event_id)
         return hmac.compare_digest(expected.encode(), received.encode())
+
+    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> InboundWebhook:
+        """An Ecwid webhook. The signature covers only `eventCreated.eventId`, not the body:
+        `data` is as trustworthy as the transport, and worth looking up through the API before
+        acting on it. `eventId` is what a retried delivery repeats."""
+        if not self.verify_webhook(headers, body):
+            raise BadSignature("the X-Ecwid-Webhook-Signature header is missing or wrong")
+        event = json_object(body)
+        event_type = event.get("eventType")
+        if not isinstance(event_type, str) or not event_type:
+            raise MalformedWebhook("the webhook has no eventType")
+        return InboundWebhook(
+            provider=self.name,
+            event_id=identifier(event, "eventId"),
+            event_type=event_type,
+            account_id=identifier(event, "storeId"),
+            shop_id=None,
+            payload=event,
+            effect=Effect.REVOKED if event_type in UNINSTALLED else Effect.NONE,
+        )
 
 
 def _is_json_object(response: httpx2.Response) -> bool:

@@ -40,6 +40,14 @@ from shopkeys.errors import (
 from shopkeys.grant import Account, Grant, Shop
 from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, Provider, retry_after_seconds
+from shopkeys.providers.inbound import (
+    BadSignature,
+    Effect,
+    InboundWebhook,
+    MalformedWebhook,
+    identifier,
+    json_object,
+)
 
 #: Query parameters that never enter the signature.
 UNSIGNED_PARAMETERS: Final = frozenset({"sign", "access_token"})
@@ -97,6 +105,21 @@ def sign(app_secret: str, path: str, params: Mapping[str, str], body: bytes = b"
     secret = app_secret.encode()
     message = secret + path.encode() + pairs.encode() + body + secret
     return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+#: Webhook types: the seller took the app's authorization back; it expires soon.
+DEAUTHORIZED: Final = 6
+AUTHORIZATION_EXPIRING: Final = 7
+
+
+def _expiration(data: object) -> datetime:
+    """The `expiration_time` of a type-7 webhook's `data` (unix seconds, sent as a string)."""
+    value = data.get("expiration_time") if isinstance(data, dict) else None
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    # Ten digits reach the year 2286: more is no time TikTok sends, and may not be a date.
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        raise MalformedWebhook("the expiring authorization webhook has no expiration_time")
+    return datetime.fromtimestamp(int(text), UTC)
 
 
 def webhook_signature(app_key: str, app_secret: str, body: bytes) -> str:
@@ -338,6 +361,37 @@ class TikTokShop(Provider):
             self.credentials.client_id, self.credentials.client_secret, body
         )
         return hmac.compare_digest(expected.encode(), received.strip().lower().encode())
+
+    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> InboundWebhook:
+        """A TikTok Shop webhook: `{type, tts_notification_id, shop_id, timestamp, data}`.
+
+        Type 6 is a seller deauthorization, type 7 an authorization expiring (`data` has
+        `expiration_time`, unix seconds as a string; sent daily from 30 days before). The
+        signature covers the body but no time, so only the notification id stops a replay.
+        """
+        if not self.verify_webhook(headers, body):
+            raise BadSignature("the Authorization header is missing or not this app's signature")
+        message = json_object(body)
+        kind = message.get("type")
+        if isinstance(kind, bool) or not isinstance(kind, int):
+            raise MalformedWebhook("the webhook has no numeric type")
+        data = message.get("data")
+        effect, deadline = Effect.NONE, None
+        if kind == DEAUTHORIZED:
+            effect = Effect.REVOKED
+        elif kind == AUTHORIZATION_EXPIRING:
+            effect = Effect.REAUTH_DUE
+            deadline = _expiration(data)
+        return InboundWebhook(
+            provider=self.name,
+            event_id=identifier(message, "tts_notification_id"),
+            event_type=str(kind),
+            account_id=None,
+            shop_id=identifier(message, "shop_id"),
+            payload=message,
+            effect=effect,
+            deadline=deadline,
+        )
 
     # -- answers --------------------------------------------------------------------------------
 

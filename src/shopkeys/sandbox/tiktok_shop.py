@@ -160,13 +160,22 @@ class TikTokShopSimulator(Simulator):
 
     def webhook(self, payload: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
         """A signed webhook; a type-6 deauthorization also revokes that shop's authorizations."""
+        now = int(self.clock().timestamp())
         message = {
             "type": 6,
+            # TikTok's id of the notification: a retried delivery carries the same one.
+            "tts_notification_id": str(secrets.randbelow(10**19)),
             "shop_id": "",
-            "timestamp": int(self.clock().timestamp()),
+            "timestamp": now,
             "data": {},
             **payload,
         }
+        if message["type"] == 7 and not payload.get("data"):
+            # The documented shape: a message, and the expiry as unix seconds in a string.
+            message["data"] = {
+                "message": f"Authorization of shop_id {message['shop_id']} is expiring in 7 days",
+                "expiration_time": str(now + 7 * 86400),
+            }
         if message["type"] == 6:
             self.deauthorize(str(message["shop_id"]))
         body = json.dumps(message, separators=(",", ":")).encode()
