@@ -134,7 +134,7 @@ def postgres_server_url() -> Iterator[str]:
 
 
 async def _truncate(url: str) -> None:
-    tables = "connections, auth_sessions, events, deliveries, api_keys"
+    tables = "connections, auth_sessions, events, deliveries, api_keys, webhook_receipts"
     connection = await _connect(url, make_url(url).database)
     try:
         exists = await connection.fetchval("SELECT to_regclass('public.connections') IS NOT NULL")

@@ -703,7 +703,7 @@ def _ciphertext_key_ids_with(cli: Cli, keys: str) -> set[str]:
 def test_db_upgrade_then_doctor(db_cli: Cli) -> None:
     upgraded = db_cli("db", "upgrade")
     assert upgraded.exit_code == 0, upgraded.stderr
-    assert "applied 5 migration(s)" in upgraded.stdout or "up to date" in upgraded.stdout
+    assert "applied 6 migration(s)" in upgraded.stdout or "up to date" in upgraded.stdout
     again = db_cli("db", "upgrade")
     assert again.exit_code == 0 and "up to date" in again.stdout
     doctor = db_cli("doctor")
@@ -799,7 +799,7 @@ def test_doctor_fails_when_the_database_is_unreachable(cli: Cli) -> None:
 
 def test_doctor_flags_pending_migrations_and_bad_keys(cli: Cli) -> None:
     pending = cli("doctor")
-    assert pending.exit_code != 0 and "5 pending" in pending.stdout
+    assert pending.exit_code != 0 and "6 pending" in pending.stdout
     assert "shopkeys db upgrade" in pending.stdout
     cli("db", "upgrade")
     bad = cli("doctor", SHOPKEYS_ENCRYPTION_KEYS="k1:" + "Z" * 10)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shopkeys.errors import AuthorizationDead, TemporaryFailure
+from shopkeys.providers.inbound import InboundWebhook
 from shopkeys.refresh import TokenService
 from shopkeys.refresh.scheduler import Scheduler
 from shopkeys.store.recording import APP_EVENT_TYPES
@@ -61,6 +62,15 @@ async def test_every_event_type_arrives_signed_in_order_without_tokens(
     second, _ = await vault.connections.upsert(ending, account("acct-2"), end_user_id="u2")
     report = await Scheduler(tokens, vault, clock=clock).sweep()  # connection.reauth_due
     assert report.reauth_due == 1
+    platform_says = InboundWebhook(
+        provider="shopline",
+        event_id="trace-1",
+        event_type="products/update",
+        account_id="acct-2",
+        shop_id=None,
+        payload={"topic": "products/update"},
+    )
+    assert not (await vault.inbox.receive(platform_says)).duplicate  # webhook.received
     await vault.connections.mark_revoked(second.id, "the app was uninstalled")
     await vault.connections.delete(first.id)  # connection.deleted
 
@@ -104,7 +114,11 @@ async def test_every_event_type_arrives_signed_in_order_without_tokens(
     assert per_connection[second.id] == [
         "connection.created",
         "connection.reauth_due",
+        "webhook.received",
         "connection.revoked",
     ]
+    received = next(data for kind, data in arrived if kind == "webhook.received")
+    assert received["payload"] == {"topic": "products/update"}
+    assert received["event_type"] == "products/update" and received["event_id"] == "trace-1"
     due = next(data for kind, data in arrived if kind == "connection.reauth_due")
     assert due["deadline"] == (ending.refresh_expires_at or clock.now).isoformat()

@@ -45,7 +45,14 @@ async def test_migrations_apply_on_an_empty_database(
 ) -> None:
     engine = db.create_engine(db.database_url(empty_database_url, tmp_path))
     try:
-        assert await db.pending_migrations(engine) == ["0001", "0002", "0003", "0004", "0005"]
+        assert await db.pending_migrations(engine) == [
+            "0001",
+            "0002",
+            "0003",
+            "0004",
+            "0005",
+            "0006",
+        ]
         await db.upgrade(engine)
         assert await db.pending_migrations(engine) == []
         await db.upgrade(engine)  # idempotent
@@ -540,7 +547,7 @@ async def test_upgrade_from_0001_keeps_connections(empty_database_url: str, tmp_
                 lambda sync: db.command.upgrade(db._alembic_config(sync), "0001")
             )
         old = Vault(engine, KeyRing.parse(TEST_KEYS))
-        assert await db.pending_migrations(engine) == ["0002", "0003", "0004", "0005"]
+        assert await db.pending_migrations(engine) == ["0002", "0003", "0004", "0005", "0006"]
         # The first release's vault wrote no public_token column; insert as it did.
         async with engine.begin() as connection:
             await connection.execute(

@@ -445,13 +445,9 @@ class ConnectionRepository(Repository):
             row = await session.get(ConnectionRow, connection_id, with_for_update=True)
             if row is None:
                 return None
-            if row.status == REVOKED:
-                return connection_record(row)
             now = self.clock()
-            row.status = REVOKED
-            row.version += 1
-            row.updated_at = now
-            row.next_refresh_at = None
+            if not revoke(row, now):
+                return connection_record(row)
             await session.flush()
             await self._event(session, row, "revoked", now, {"reason": reason})
             self._after_commit(session, row.id)
@@ -482,10 +478,9 @@ class ConnectionRepository(Repository):
 
         async def work(session: AsyncSession) -> bool:
             row = await session.get(ConnectionRow, connection_id, with_for_update=True)
-            if row is None or row.status != ACTIVE or row.reauth_notified_for == deadline:
+            if row is None or not note_deadline(row, deadline):
                 return False
             now = self.clock()
-            row.reauth_notified_for = deadline
             await session.flush()
             detail = {"deadline": deadline.isoformat()}
             await self._event(session, row, "reauth_due", now, detail)
@@ -575,6 +570,27 @@ def _lost_insert_race(exc: IntegrityError) -> bool:
         getattr(original, "sqlstate", None) == "23505"
         or getattr(original, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE"
     )
+
+
+def revoke(row: ConnectionRow, now: datetime) -> bool:
+    """Mark `row` revoked (nothing left to refresh); False when it already was. The caller
+    records the `revoked` event in the same transaction."""
+    if row.status == REVOKED:
+        return False
+    row.status = REVOKED
+    row.version += 1
+    row.updated_at = now
+    row.next_refresh_at = None
+    return True
+
+
+def note_deadline(row: ConnectionRow, deadline: datetime) -> bool:
+    """Remember that the app is told of `deadline`; False when it already was, or the
+    connection is not active. The caller records the `reauth_due` event."""
+    if row.status != ACTIVE or row.reauth_notified_for == deadline:
+        return False
+    row.reauth_notified_for = deadline
+    return True
 
 
 def _release(row: ConnectionRow, owner: str | None) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Date, and_, case, cast, func, literal, or_
 
 from shopkeys.store.connections import connection_record
 from shopkeys.store.records import NEEDS_REAUTH, REVOKED, Connection
-from shopkeys.store.repository import Repository
+from shopkeys.store.repository import Repository, escape_like
 from shopkeys.store.tables import ConnectionRow as C
 from shopkeys.store.tables import EventRow
 
@@ -133,7 +133,7 @@ class OverviewRepository(Repository):
         if query.search:
             # Lowered by the database on both sides: SQLite's `lower` leaves non-ASCII letters
             # as they are, and Python's would then never match them.
-            pattern = func.lower(literal(f"%{_escape_like(query.search)}%"))
+            pattern = func.lower(literal(f"%{escape_like(query.search)}%"))
             statement = statement.where(
                 or_(
                     *(
@@ -206,8 +206,3 @@ class OverviewRepository(Repository):
             # SQLite keeps naive UTC text (`UTCDateTime`): its date is its first ten characters.
             return func.substr(EventRow.created_at, 1, 10)
         return cast(func.timezone("UTC", EventRow.created_at), Date)
-
-
-def _escape_like(text: str) -> str:
-    """`text` matched literally by LIKE: its wildcards and the escape character escaped."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

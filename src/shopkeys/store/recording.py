@@ -25,22 +25,24 @@ APP_EVENT_TYPES: dict[str, str] = {
     "reauth_due": "connection.reauth_due",
     "revoked": "connection.revoked",
     "disconnected": "connection.deleted",
+    "webhook_received": "webhook.received",
 }
 
 
 class Subject(Protocol):
-    """What an event names of its connection: a stored row, or the record of one."""
+    """What an event names of its connection: a stored row, or the record of one; or, for a
+    platform's webhook about an account with no connection here, no connection at all."""
 
     @property
-    def id(self) -> str: ...
+    def id(self) -> str | None: ...
     @property
     def provider(self) -> str: ...
     @property
-    def account_id(self) -> str: ...
+    def account_id(self) -> str | None: ...
     @property
     def end_user_id(self) -> str | None: ...
     @property
-    def status(self) -> str: ...
+    def status(self) -> str | None: ...
 
 
 async def record_event(

@@ -204,3 +204,8 @@ class Repository:
                 )
 
             sa_event.listen(session.sync_session, "before_commit", announce, once=True)
+
+
+def escape_like(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\': its wildcards and escape escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

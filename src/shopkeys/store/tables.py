@@ -163,6 +163,24 @@ class DeliveryRow(Base):
     lease_expires_at: Mapped[datetime | None]
 
 
+class WebhookReceiptRow(Base):
+    """A platform's webhook, received once: a retried delivery finds its receipt and stops."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id", name="uq_webhook_receipts_provider_event"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    #: The platform's id for the event (TikTok's notification id, Ecwid's eventId).
+    event_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(128))
+    #: The connection it concerns; None when no connection here has that account.
+    connection_id: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[datetime]
+
+
 class ApiKeyRow(Base):
     """An API key, stored as a hash; `prefix` lets operators recognise it."""
 

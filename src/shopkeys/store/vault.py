@@ -18,6 +18,7 @@ from shopkeys.store.auth_sessions import AuthSessionRepository
 from shopkeys.store.connections import ConnectionRepository
 from shopkeys.store.deliveries import DeliveryRepository
 from shopkeys.store.events import EventRepository
+from shopkeys.store.inbox import InboxRepository
 from shopkeys.store.leases import LeaseRepository
 from shopkeys.store.overview import OverviewRepository
 from shopkeys.store.repository import Listener, Storage
@@ -46,6 +47,7 @@ class Vault:
         self.api_keys = ApiKeyRepository(self._storage)
         self.stats = StatsRepository(self._storage)
         self.overview = OverviewRepository(self._storage)
+        self.inbox = InboxRepository(self._storage)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -38,6 +38,7 @@ from shopkeys.web import (
     pages,
     settings_page,
     signin,
+    webhooks,
 )
 from shopkeys.web.dashboard import SimulatedPlatforms
 from shopkeys.web.errors import ApiError, error_response
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(api.health_router)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(webhooks.router)
     for operators in (signin, dashboard, connection_page, outbox_page, settings_page):
         app.include_router(operators.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
