@@ -44,13 +44,9 @@ async def press(
     pressed = re.search(rf'name="decision" value="([a-z]+)">{re.escape(button)}</button>', html)
     if pressed is None:
         raise BrowserError(f"no {button!r} button on the authorization page")
-    match = _FORM_ACTION.search(html)
-    if match is None:
-        raise BrowserError("no form on the authorization page")
-    action = urljoin(str(page.url), match.group(1).replace("&amp;", "&"))
     decision = pressed.group(1)
     answer = await http.post(
-        action,
+        _form_action(page, "the authorization page"),
         data={"login": login, "password": "sandbox", "decision": decision},
         follow_redirects=False,
     )
@@ -64,12 +60,19 @@ async def _submit(
     http: httpx2.AsyncClient, page: httpx2.Response, fields: dict[str, str]
 ) -> httpx2.Response:
     """Post the page's form with its hidden fields and `fields`, following the redirects."""
+    hidden = {name: unescape(value) for name, value in _HIDDEN.findall(page.text)}
+    return await http.post(
+        _form_action(page, "the page"), data={**hidden, **fields}, follow_redirects=True
+    )
+
+
+def _form_action(page: httpx2.Response, where: str) -> str:
+    """The absolute address the page's (first) form posts to."""
     match = _FORM_ACTION.search(page.text)
     if match is None:
-        raise BrowserError("no form on the page")
-    action = urljoin(str(page.url), match.group(1).replace("&amp;", "&"))
-    hidden = {name: unescape(value) for name, value in _HIDDEN.findall(page.text)}
-    return await http.post(action, data={**hidden, **fields}, follow_redirects=True)
+        raise BrowserError(f"no form on {where}")
+    action: str = urljoin(str(page.url), match.group(1).replace("&amp;", "&"))
+    return action
 
 
 def callback_params(location: str) -> dict[str, str]:
