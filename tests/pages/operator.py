@@ -19,6 +19,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def hidden_fields(html: str) -> dict[str, str]:
+    """The hidden inputs of a page's form, as a browser would post them."""
+    found = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+    return {name: unescape(value) for name, value in found}
+
+
 def field_value(html: str, element_id: str) -> str:
     """The value of the input with this id (a connect link, a revealed token)."""
     found = re.search(rf'id="{element_id}" value="([^"]*)"', html)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
@@ -14,6 +13,7 @@ from shopkeys.platform import Platform
 from shopkeys.providers import get
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.store.tables import AuthSessionRow
+from tests.pages.operator import hidden_fields
 from tests.service.test_connect_flow import FAILED_TITLE, Driver
 
 NOTHING_DONE = {
@@ -99,7 +99,7 @@ async def test_the_connect_button_works_only_from_the_page_this_browser_opened(
         assert forged.status_code == 403 and "Open the connect link again" in forged.text
         assert "set-cookie" not in forged.headers
         page = await elsewhere.get(session["url"])
-        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+        form = hidden_fields(page.text)
         assert form["browser_check"] not in page.headers["set-cookie"]  # derived, not the secret
         wrong = await elsewhere.post(f"{driver.url}/connect", data={**form, "browser_check": "x"})
         assert wrong.status_code == 403

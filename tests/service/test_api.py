@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from shopkeys.store.tables import ConnectionRow
 from shopkeys.store.vault import Vault
 from shopkeys.web import api, hot_path
 from tests.conftest import serve_service
-from tests.pages.operator import OperatorClient
+from tests.pages.operator import OperatorClient, hidden_fields
 from tests.service import test_connect_flow as flow
 from tests.service.test_connect_flow import Driver, with_params
 
@@ -434,7 +433,7 @@ async def test_connect_session_answer(driver: Driver) -> None:
     assert opened.status_code == 200
     assert "Connect your Ecwid store" in opened.text
     assert "See your products and categories" in opened.text  # the scopes, in words
-    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', opened.text))
+    form = hidden_fields(opened.text)
     assert form["session"] == callback_params(session["url"])["session"]
     onward = await driver.http.post(f"{driver.url}/connect", data=form)
     assert onward.status_code == 303

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy import insert, select, update
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.sandbox.core import Fault
 from shopkeys.store.tables import ConnectionRow
+from tests.pages.operator import hidden_fields
 from tests.service import test_connect_flow as flow
 from tests.service.test_api import assert_error
 from tests.service.test_connect_flow import FAILED_TITLE, Driver
@@ -184,7 +184,7 @@ async def test_the_first_browser_keeps_the_link(driver: Driver) -> None:
         token = callback_params(link)["session"]
         page = await browser_a.get(link)
         assert "Continue to Ecwid" in page.text
-        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+        form = hidden_fields(page.text)
         first = await browser_a.post(f"{driver.url}/connect", data=form)
         assert first.status_code == 303
         callback = await press(browser_b, link, login="not-mine")

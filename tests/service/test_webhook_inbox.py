@@ -5,19 +5,17 @@ app."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from sqlalchemy import func, select
 
-from shopkeys.crypto import load_key_ring
-from shopkeys.store.database import create_engine, database_url
 from shopkeys.store.tables import DeliveryRow, EventRow, WebhookReceiptRow
 from shopkeys.store.vault import Vault
-from tests.conftest import TEST_KEYS, LiveService, serve_service
+from tests.conftest import LiveService, serve_service
+from tests.service import test_connect_flow as flow
 from tests.service.test_connect_flow import Driver
 
 
@@ -30,20 +28,9 @@ def live_service(database_url: str, tmp_path: Path) -> Iterator[LiveService]:
         yield live
 
 
-@pytest.fixture
-async def db_vault(live_service: LiveService, tmp_path: Path) -> AsyncIterator[Vault]:
-    configured = live_service.settings.database_url
-    assert configured is not None
-    engine = create_engine(database_url(configured.get_secret_value(), tmp_path))
-    try:
-        yield Vault(engine, load_key_ring(TEST_KEYS, tmp_path).ring)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def driver(live_service: LiveService, http: httpx2.AsyncClient, db_vault: Vault) -> Driver:
-    return Driver(live_service, http, db_vault)
+# The end-to-end test's fixtures, on this module's service (which has a webhook URL).
+db_vault = flow.db_vault
+driver = flow.driver
 
 
 async def _post(driver: Driver, provider: str, webhook: tuple[dict[str, str], bytes]) -> Any:
