@@ -508,3 +508,228 @@ async def test_no_secret_in_logs(
         assert secret not in logged
         assert secret not in str(caught.value)
         assert secret not in repr(grant) + repr(refreshed) + repr(env.tts)
+
+
+# -- shop-level and shopless business calls, raw, signed with the provider's own `sign` --
+
+ORDERS = "/order/202309/orders"
+SEARCH = "/product/202309/products/search"
+ACTIVE_SHOPS = "/seller/202309/shops"
+
+
+async def call(
+    env: Env,
+    http: httpx2.AsyncClient,
+    token: str,
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    body: bytes | None = None,
+    *,
+    signed_body: bytes | None = None,
+    secret: str | None = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """A business call as a signing proxy sends it: signed over the mounted path, the query and
+    (for a POST) the body; `signed_body` signs other bytes than the ones sent."""
+    params = {
+        "app_key": env.sim.app.client_id,
+        "timestamp": str(int(env.sim.clock().timestamp())),
+        **(query or {}),
+    }
+    sent = body or b""
+    covered = sent if signed_body is None else signed_body
+    mounted = httpx2.URL(env.base + path).path
+    params["sign"] = sign(
+        secret or env.sim.app.client_secret, mounted, params, covered if method == "POST" else b""
+    )
+    headers = {"x-tts-access-token": token}
+    if method == "POST":
+        headers["content-type"] = content_type
+    answer = await http.request(
+        method, env.base + path, params=params, content=sent or None, headers=headers
+    )
+    result: dict[str, Any] = answer.json()
+    result["status"] = answer.status_code
+    return result
+
+
+async def shop_of(env: Env, http: httpx2.AsyncClient, login: str) -> tuple[str, str]:
+    """A fresh access token for `login` and the cipher of its shop."""
+    grant = await env.connect(http, login)
+    (shop,) = (await env.tts.identify(http, grant)).shops
+    return grant.access_token, str(shop.extra["cipher"])
+
+
+async def test_order_detail_answers_for_the_tokens_shop(env: Env, http: httpx2.AsyncClient) -> None:
+    token, cipher = await shop_of(env, http, "order-shop")
+    ids = "576461413038785752,576461413038785753"
+    body = await call(env, http, token, "GET", ORDERS, {"shop_cipher": cipher, "ids": ids})
+    assert (body["code"], body["message"], body["status"]) == (0, "success", 200)
+    assert body["request_id"]
+    orders = body["data"]["orders"]
+    assert [o["id"] for o in orders] == ids.split(",")
+    first = orders[0]
+    assert first["status"] == "AWAITING_SHIPMENT" and first["line_items"]
+    payment = first["payment"]
+    subtotal = sum(float(item["sale_price"]) for item in first["line_items"])
+    assert float(payment["sub_total"]) == pytest.approx(subtotal)
+    assert float(payment["total_amount"]) == pytest.approx(
+        subtotal + float(payment["shipping_fee"])
+    )
+    again = await call(env, http, token, "GET", ORDERS, {"shop_cipher": cipher, "ids": ids})
+    assert again["data"] == body["data"]
+
+
+async def test_search_products_pages_through_the_catalogue(
+    env: Env, http: httpx2.AsyncClient
+) -> None:
+    token, cipher = await shop_of(env, http, "catalogue-shop")
+    seen: list[str] = []
+    page_token = ""
+    for _ in range(10):
+        query = {"shop_cipher": cipher, "page_size": "20"}
+        if page_token:
+            query["page_token"] = page_token
+        body = await call(env, http, token, "POST", SEARCH, query, b'{"status":"ACTIVATE"}')
+        assert body["code"] == 0, body
+        data = body["data"]
+        assert data["total_count"] == env.sim.products_per_shop
+        seen += [p["id"] for p in data["products"]]
+        page_token = data["next_page_token"]
+        if not page_token:
+            break
+    assert len(seen) == len(set(seen)) == env.sim.products_per_shop
+    product = data["products"][0]
+    assert product["status"] == "ACTIVATE" and product["skus"][0]["price"]["currency"]
+
+    # An empty body is no filter; a status no simulated product has finds none.
+    query = {"shop_cipher": cipher, "page_size": "100"}
+    everything = await call(env, http, token, "POST", SEARCH, query)
+    assert len(everything["data"]["products"]) == env.sim.products_per_shop
+    assert everything["data"]["next_page_token"] == ""
+    deleted = await call(env, http, token, "POST", SEARCH, query, b'{"status":"DELETED"}')
+    assert deleted["data"] == {"products": [], "next_page_token": "", "total_count": 0}
+
+
+async def test_shop_cipher_must_name_a_shop_of_the_authorization(
+    env: Env, http: httpx2.AsyncClient
+) -> None:
+    token, cipher = await shop_of(env, http, "cipher-owner")
+    _, foreign = await shop_of(env, http, "someone-else")
+    order = {"ids": "576461413038785752"}
+    page = {"page_size": "10"}
+    for path, method, query in ((ORDERS, "GET", order), (SEARCH, "POST", page)):
+        missing = await call(env, http, token, method, path, query)
+        assert (missing["code"], missing["status"]) == (106013, 200)
+        assert missing["data"] is None and missing["request_id"]
+        for wrong in (foreign, "ROW_made-up", ""):
+            body = await call(env, http, token, method, path, {**query, "shop_cipher": wrong})
+            assert body["code"] == (106013 if wrong == "" else 106011)
+        assert (await call(env, http, token, method, path, {**query, "shop_cipher": cipher}))[
+            "code"
+        ] == 0
+
+
+async def test_shopless_calls_refuse_a_shop_cipher(env: Env, http: httpx2.AsyncClient) -> None:
+    token, cipher = await shop_of(env, http, "shopless")
+    for path in (SHOPS, ACTIVE_SHOPS):
+        body = await call(env, http, token, "GET", path, {"shop_cipher": cipher})
+        assert (body["code"], body["status"]) == (36009004, 200)
+        assert "shop_cipher is not allowed" in body["message"]
+        plain = await call(env, http, token, "GET", path)
+        assert plain["code"] == 0
+    active = (await call(env, http, token, "GET", ACTIVE_SHOPS))["data"]["shops"]
+    (authorized,) = (await call(env, http, token, "GET", SHOPS))["data"]["shops"]
+    assert active == [{"id": authorized["id"], "region": authorized["region"]}]
+
+
+async def test_the_signature_covers_the_body(env: Env, http: httpx2.AsyncClient) -> None:
+    token, cipher = await shop_of(env, http, "signed-body")
+    query = {"shop_cipher": cipher, "page_size": "5"}
+    wanted = b'{"status":"ACTIVATE"}'
+    assert (await call(env, http, token, "POST", SEARCH, query, wanted))["code"] == 0
+    tampered = await call(
+        env, http, token, "POST", SEARCH, query, b'{"status":"DELETED"}', signed_body=wanted
+    )
+    assert (tampered["code"], tampered["status"]) == (106001, 401)
+    unsigned = await call(env, http, token, "POST", SEARCH, query, wanted, signed_body=b"")
+    assert unsigned["code"] == 106001
+    for path, method, extra in (
+        (ORDERS, "GET", {"ids": "1"}),
+        (SEARCH, "POST", {"page_size": "5"}),
+    ):
+        forged = await call(
+            env, http, token, method, path, {"shop_cipher": cipher, **extra}, secret="not-it"
+        )
+        assert (forged["code"], forged["status"]) == (106001, 401)
+
+
+async def test_expired_and_revoked_tokens_are_refused_on_shop_calls(
+    env: Env, http: httpx2.AsyncClient
+) -> None:
+    env.sim.lifetimes.access = 60
+    token, cipher = await shop_of(env, http, "expiring-shop")
+    env.sim.clock.advance(61)
+    orders = await call(env, http, token, "GET", ORDERS, {"shop_cipher": cipher, "ids": "1"})
+    assert orders["code"] == 105002
+    query = {"shop_cipher": cipher, "page_size": "5"}
+    assert (await call(env, http, token, "POST", SEARCH, query))["code"] == 105002
+    ids = {"shop_cipher": cipher, "ids": "1"}
+    assert (await call(env, http, "ROW_nobody", "GET", ORDERS, ids))["code"] == 105001
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "query", "body", "content_type"),
+    [
+        (ORDERS, "GET", {}, None, ""),
+        (ORDERS, "GET", {"ids": ",".join(str(n) for n in range(51))}, None, ""),
+        (ORDERS, "GET", {"ids": "12,abc"}, None, ""),
+        (SEARCH, "POST", {}, b"{}", "application/json"),
+        (SEARCH, "POST", {"page_size": "0"}, b"{}", "application/json"),
+        (SEARCH, "POST", {"page_size": "101"}, b"{}", "application/json"),
+        (SEARCH, "POST", {"page_size": "5", "page_token": "nope"}, b"{}", "application/json"),
+        (SEARCH, "POST", {"page_size": "5"}, b"[1]", "application/json"),
+        (SEARCH, "POST", {"page_size": "5"}, b"{oops", "application/json"),
+        (SEARCH, "POST", {"page_size": "5"}, b'{"status":"SOLD"}', "application/json"),
+        (SEARCH, "POST", {"page_size": "5"}, b"status=ALL", "application/x-www-form-urlencoded"),
+    ],
+)
+async def test_invalid_business_parameters(
+    env: Env,
+    http: httpx2.AsyncClient,
+    path: str,
+    method: str,
+    query: dict[str, str],
+    body: bytes | None,
+    content_type: str,
+) -> None:
+    token, cipher = await shop_of(env, http, "picky-shop")
+    answer = await call(
+        env,
+        http,
+        token,
+        method,
+        path,
+        {"shop_cipher": cipher, **query},
+        body,
+        content_type=content_type or "application/json",
+    )
+    assert (answer["code"], answer["status"]) == (36009004, 200)
+    assert answer["message"].startswith("Invalid request.")
+
+
+async def test_faults_per_business_endpoint(env: Env, http: httpx2.AsyncClient) -> None:
+    token, cipher = await shop_of(env, http, "faulty-shop")
+    env.sim.faults.set("orders", Fault(status=429, retry_after=5, times=1))
+    answer = await http.get(env.base + ORDERS, params={"shop_cipher": cipher, "ids": "1"})
+    assert answer.status_code == 429 and answer.headers["retry-after"] == "5"
+    # Only that endpoint: the search still answers, and the fault fired once.
+    query = {"shop_cipher": cipher, "page_size": "5"}
+    assert (await call(env, http, token, "POST", SEARCH, query))["code"] == 0
+    ids = {"shop_cipher": cipher, "ids": "1"}
+    assert (await call(env, http, token, "GET", ORDERS, ids))["code"] == 0
+    env.sim.faults.set("products", Fault(platform_error="36009002", times=1))
+    limited = await call(env, http, token, "POST", SEARCH, query)
+    assert limited["code"] == 36009002
+    assert env.sim.calls["orders"] >= 2 and env.sim.calls["products"] >= 2
