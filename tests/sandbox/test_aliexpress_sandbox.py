@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -21,7 +22,7 @@ from shopkeys.errors import (
 )
 from shopkeys.grant import Grant
 from shopkeys.providers.aliexpress import AliExpress, epoch_millis, sign
-from shopkeys.sandbox.aliexpress import PROFILE_API, AliExpressSimulator
+from shopkeys.sandbox.aliexpress import PRODUCT_LIST_API, PROFILE_API, AliExpressSimulator
 from shopkeys.sandbox.browser import BrowserError, callback_params, press
 from shopkeys.sandbox.core import Fault
 from tests.conftest import LiveSandbox
@@ -564,3 +565,144 @@ async def test_raw_business_api_errors_are_wrapped(
     response = await http.get(f"{live_sandbox.base_url(NAME)}/sync", params=params)
     error = response.json()["error_response"]
     assert error["code"] == code and error["msg"]
+
+
+# -- aliexpress.solution.product.list.get ---------------------------------------------------------
+
+
+def product_list_call(
+    sim: AliExpressSimulator,
+    token: str,
+    query: object = None,
+    changes: dict[str, str | None] | None = None,
+) -> dict[str, str]:
+    """The form of a product list call as an IOP SDK signs it; `changes` edit it before signing."""
+    params = {
+        "app_key": sim.app.client_id,
+        "method": PRODUCT_LIST_API,
+        "sign_method": "sha256",
+        "timestamp": epoch_millis(sim.clock()),
+        "session": token,
+        "aeop_a_e_product_list_query": json.dumps(
+            query if query is not None else {"product_status_type": "onSelling"}
+        ),
+    }
+    for key, value in (changes or {}).items():
+        if value is None:
+            params.pop(key)
+        else:
+            params[key] = value
+    params["sign"] = sign(sim.app.client_secret, params.get("method", ""), params)
+    return params
+
+
+async def test_product_list_pages_through_the_sellers_products(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    grant = await connect(live_sandbox, http, ali)
+    url = f"{live_sandbox.base_url(NAME)}/sync"
+    seen: list[int] = []
+    for page in (1, 2, 3):
+        query = {"product_status_type": "onSelling", "current_page": page, "page_size": 20}
+        # Parameters in a form POST body, as the IOP SDKs send them.
+        answer = await http.post(url, data=product_list_call(sim, grant.access_token, query))
+        assert answer.status_code == 200
+        body = answer.json()["aliexpress_solution_product_list_get_response"]
+        assert body["request_id"]
+        result = body["result"]
+        assert result["success"] is True and result["current_page"] == page
+        assert result["product_count"] == sim.products_per_seller
+        assert result["total_page"] == 3
+        items = result["aeop_a_e_product_display_d_t_o_list"]["item_display_dto"]
+        seen += [item["product_id"] for item in items]
+    assert len(seen) == len(set(seen)) == sim.products_per_seller
+    assert items[0]["subject"] and items[0]["currency_code"] == "USD"
+
+    # The same call as a signed GET finds the same first page; offline products: none.
+    first = await http.get(url, params=product_list_call(sim, grant.access_token))
+    listed = first.json()["aliexpress_solution_product_list_get_response"]["result"]
+    assert [
+        i["product_id"] for i in listed["aeop_a_e_product_display_d_t_o_list"]["item_display_dto"]
+    ] == seen[:20]
+    offline = {"product_status_type": "offline"}
+    none = await http.post(url, data=product_list_call(sim, grant.access_token, offline))
+    result = none.json()["aliexpress_solution_product_list_get_response"]["result"]
+    assert result["product_count"] == 0
+    assert result["aeop_a_e_product_display_d_t_o_list"]["item_display_dto"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "changes", "code"),
+    [
+        (None, {"session": "50000unknown"}, "IllegalAccessToken"),
+        (None, {"session": None}, "MissingParameter"),
+        (None, {"aeop_a_e_product_list_query": None}, "MissingParameter"),
+        (None, {"aeop_a_e_product_list_query": "{oops"}, "InvalidParameter"),
+        ([1, 2], {}, "InvalidParameter"),
+        ({"page_size": 5}, {}, "MissingParameter"),
+        ({"product_status_type": "sold"}, {}, "InvalidParameter"),
+        ({"product_status_type": "onSelling", "page_size": 100}, {}, "InvalidParameter"),
+        ({"product_status_type": "onSelling", "current_page": 0}, {}, "InvalidParameter"),
+        (None, {"app_key": "999999"}, "InvalidAppKey"),
+    ],
+)
+async def test_product_list_errors_are_wrapped(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    ali: AliExpress,
+    sim: AliExpressSimulator,
+    query: object,
+    changes: dict[str, str | None],
+    code: str,
+) -> None:
+    grant = await connect(live_sandbox, http, ali)
+    params = product_list_call(sim, grant.access_token, query, changes)
+    response = await http.post(f"{live_sandbox.base_url(NAME)}/sync", data=params)
+    assert response.status_code == 200
+    error = response.json()["error_response"]
+    assert error["code"] == code and error["type"] == "ISV"
+    assert error["msg"] and error["request_id"]
+
+
+async def test_product_list_signature_and_session_expiry(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    grant = await connect(live_sandbox, http, ali)
+    url = f"{live_sandbox.base_url(NAME)}/sync"
+    # A query changed after signing: the signature covers body parameters too.
+    params = product_list_call(sim, grant.access_token)
+    params["aeop_a_e_product_list_query"] = json.dumps({"product_status_type": "offline"})
+    tampered = (await http.post(url, data=params)).json()["error_response"]
+    assert tampered["code"] == "IncompleteSignature"
+    forged = product_list_call(sim, grant.access_token)
+    forged["sign"] = sign("not-the-secret", PRODUCT_LIST_API, forged)
+    assert (await http.post(url, data=forged)).json()["error_response"]["code"] == (
+        "IncompleteSignature"
+    )
+
+    assert sim.lifetimes.access is not None
+    sim.clock.advance(sim.lifetimes.access + 1)
+    expired = await http.post(url, data=product_list_call(sim, grant.access_token))
+    assert expired.json()["error_response"]["code"] == "IllegalAccessToken"
+
+
+async def test_product_list_is_its_own_fault_endpoint(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient, ali: AliExpress, sim: AliExpressSimulator
+) -> None:
+    grant = await connect(live_sandbox, http, ali)
+    url = f"{live_sandbox.base_url(NAME)}/sync"
+    sim.faults.set("product_list", Fault(status=429, retry_after=3, times=1))
+    limited = await http.post(url, data=product_list_call(sim, grant.access_token))
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "3"
+    # The profile API is another endpoint and is not affected.
+    assert (
+        "profile"
+        in (await profile(live_sandbox, http, ali, grant.access_token))[
+            "aliexpress_merchant_profile_get_response"
+        ]
+    )
+    sim.faults.set("product_list", Fault(platform_error="ApiCallLimit", times=1))
+    banned = await http.post(url, data=product_list_call(sim, grant.access_token))
+    assert banned.json()["error_response"]["code"] == "ApiCallLimit"
+    ok = await http.post(url, data=product_list_call(sim, grant.access_token))
+    assert "aliexpress_solution_product_list_get_response" in ok.json()

@@ -5,7 +5,19 @@ Paths (all of api-sg.aliexpress.com):
 - `POST /rest` with `method=/auth/token/create|refresh` (the official SDK shape) and
   `POST /rest/auth/token/create|refresh` (the path shape): endpoints "token" and "refresh".
   Parameters may come in the form body, the query string or both (the body wins).
-- `POST|GET /sync`: business APIs; `aliexpress.merchant.profile.get` (endpoint "profile").
+- `POST|GET /sync`: business APIs, named by `method`, each its own endpoint for faults:
+  `aliexpress.merchant.profile.get` ("profile"; also any API the gateway does not know) and
+  `aliexpress.solution.product.list.get` ("product_list"). Both need the seller's `session`.
+
+`aliexpress.solution.product.list.get` (open platform docId 42384) takes
+`aeop_a_e_product_list_query`, a JSON object (`product_status_type`: onSelling, offline, auditing
+or editingRequired; `current_page`, default 1; `page_size`, 1 to 99, default 20; optional
+`subject`) and answers `aliexpress_solution_product_list_get_response.result` with
+`aeop_a_e_product_display_d_t_o_list.item_display_dto`, `current_page`, `total_page`,
+`product_count` and `success` (field names from the TOP/IOP SDK models of the API, e.g.
+bububa/opentaobao's `ItemListQuery`, `ItemListResultDto`, `ItemDisplayDto`). A missing or
+unreadable query is refused with the gateway's `MissingParameter` / `InvalidParameter` (the
+latter the simulator's choice: no source shows the code for a malformed JSON parameter).
 
 Strict like the gateway: app key, `sign_method=sha256`, epoch-millisecond timestamps within
 7200 s of the simulator's clock, the HMAC-SHA256 signature (`sandbox.signatures`, not the
@@ -27,6 +39,7 @@ same refresh token string comes back and stays usable.
 from __future__ import annotations
 
 import contextvars
+import json
 import secrets
 import string
 from collections.abc import Mapping
@@ -68,6 +81,7 @@ ERRORS: dict[str, tuple[str, str]] = {
     "AUTH_TYPE_UNSUPPORTED": ("ISV", "The app is not allowed to refresh tokens"),
     "InvalidTimestamp": ("ISV", "The timestamp is more than 7200 seconds away from now"),
     "InvalidApiPath": ("ISV", "The specified API path is invalid"),
+    "InvalidParameter": ("ISV", "The input parameter is invalid"),
     # The simulator's own code for a GET to a POST-only API (see the module docstring).
     "HttpMethodNotAllowed": ("ISV", "This API only accepts POST requests"),
     "ServiceUnavailable": ("ISP", "The service is temporarily unavailable"),
@@ -75,6 +89,10 @@ ERRORS: dict[str, tuple[str, str]] = {
 }
 
 PROFILE_API = "aliexpress.merchant.profile.get"
+PRODUCT_LIST_API = "aliexpress.solution.product.list.get"
+#: The endpoint names of the business APIs on /sync, whose errors take the wrapped shape.
+_BUSINESS_ENDPOINTS = frozenset({"profile", "product_list"})
+_PRODUCT_STATUSES = frozenset({"onSelling", "offline", "auditing", "editingRequired"})
 TOKEN_CREATE_API = "/auth/token/create"
 TOKEN_REFRESH_API = "/auth/token/refresh"
 
@@ -104,7 +122,7 @@ class _Problem(Exception):
 
 
 class AliExpressSimulator(Simulator):
-    """The IOP gateway; endpoints "authorize", "token", "refresh", "profile"."""
+    """The IOP gateway; endpoints "authorize", "token", "refresh", "profile", "product_list"."""
 
     name: ClassVar[str] = "aliexpress"
     display_name: ClassVar[str] = "AliExpress"
@@ -113,6 +131,8 @@ class AliExpressSimulator(Simulator):
     rotate_refresh_tokens: bool = True
     #: The ban an `ApiCallLimit` error announces, in seconds.
     ban_seconds: int = 1
+    #: How many products on sale each simulated seller has.
+    products_per_seller: int = 45
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,12 +159,17 @@ class AliExpressSimulator(Simulator):
     def routes(self) -> list[BaseRoute]:
         self._token = self.endpoint("token", self._create_token)
         self._refresh = self.endpoint("refresh", self._refresh_token)
+        # One route serves every business API; each API is its own endpoint for faults.
+        self._business = {
+            PROFILE_API: self.endpoint("profile", self._profile),
+            PRODUCT_LIST_API: self.endpoint("product_list", self._product_list),
+        }
         methods = ["GET", "POST"]
         return [
             Route("/oauth/authorize", self.endpoint("authorize", self._authorize), methods=methods),
             Route("/rest", self._rest, methods=methods),
             Route("/rest/{api:path}", self._rest, methods=methods),
-            Route("/sync", self.endpoint("profile", self._sync), methods=methods),
+            Route("/sync", self._sync, methods=methods),
         ]
 
     # -- errors ---------------------------------------------------------------------------------
@@ -164,7 +189,7 @@ class AliExpressSimulator(Simulator):
             if code == "ApiCallLimit":
                 message += f" This ban will last {self.ban_seconds} more seconds"
         request_id = secrets.token_hex(8)
-        if _serving.get() == "profile":
+        if _serving.get() in _BUSINESS_ENDPOINTS:
             # Business APIs on /sync wrap their errors, and call the message `msg`.
             wrapped = {"type": kind, "code": code, "msg": message, "request_id": request_id}
             return JSONResponse({"error_response": wrapped})
@@ -290,16 +315,28 @@ class AliExpressSimulator(Simulator):
     # -- business APIs on /sync -----------------------------------------------------------------
 
     async def _sync(self, request: Request) -> Response:
+        """Hand a business call to its API's endpoint; unknown APIs are refused by "profile"."""
         params = await _params(request)
+        request.state.params = params
+        handler = self._business.get(params.get("method", ""), self._business[PROFILE_API])
+        return await handler(request)
+
+    def _check_business_call(self, request: Request, api_name: str) -> _Access:
+        """Verify a /sync call for `api_name`: app, signature, then the seller's session."""
+        params: dict[str, str] = request.state.params
+        method = _required(params, "method")
+        self._verify(request, method, params)
+        if method != api_name:
+            raise _Problem("InvalidApiPath")
+        session = _required(params, "session")
+        access = self.access_tokens.get(session)
+        if access is None or self.clock() >= access.expires_at:
+            raise _Problem("IllegalAccessToken")
+        return access
+
+    async def _profile(self, request: Request) -> Response:
         try:
-            api_name = _required(params, "method")
-            self._verify(request, api_name, params)
-            if api_name != PROFILE_API:
-                raise _Problem("InvalidApiPath")
-            session = _required(params, "session")
-            access = self.access_tokens.get(session)
-            if access is None or self.clock() >= access.expires_at:
-                raise _Problem("IllegalAccessToken")
+            access = self._check_business_call(request, PROFILE_API)
         except _Problem as problem:
             return self._refuse(problem)
         account = access.account
@@ -316,6 +353,37 @@ class AliExpressSimulator(Simulator):
             {
                 "aliexpress_merchant_profile_get_response": {
                     "profile": profile,
+                    "request_id": secrets.token_hex(8),
+                }
+            }
+        )
+
+    async def _product_list(self, request: Request) -> Response:
+        """`aliexpress.solution.product.list.get`: a page of the seller's products."""
+        try:
+            access = self._check_business_call(request, PRODUCT_LIST_API)
+            query = _product_query(request.state.params)
+        except _Problem as problem:
+            return self._refuse(problem)
+        status, page, size = query
+        # Every simulated product is on sale: the other statuses find none.
+        total = self.products_per_seller if status == "onSelling" else 0
+        pages = max(1, -(-total // size))
+        start = (page - 1) * size
+        products = [
+            _product(access.account, index) for index in range(start, min(total, start + size))
+        ]
+        result = {
+            "success": True,
+            "current_page": page,
+            "total_page": pages,
+            "product_count": total,
+            "aeop_a_e_product_display_d_t_o_list": {"item_display_dto": products},
+        }
+        return JSONResponse(
+            {
+                "aliexpress_solution_product_list_get_response": {
+                    "result": result,
                     "request_id": secrets.token_hex(8),
                 }
             }
@@ -361,6 +429,61 @@ def _required(params: Mapping[str, str], key: str) -> str:
     if not value:
         raise _Problem("MissingParameter", f"Missing parameter: {key}")
     return value
+
+
+def _product_query(params: Mapping[str, str]) -> tuple[str, int, int]:
+    """Status, page and page size from `aeop_a_e_product_list_query` (a JSON object)."""
+    raw = _required(params, "aeop_a_e_product_list_query")
+    try:
+        query = json.loads(raw)
+    except ValueError:
+        raise _Problem("InvalidParameter", "aeop_a_e_product_list_query is not JSON") from None
+    if not isinstance(query, dict):
+        raise _Problem("InvalidParameter", "aeop_a_e_product_list_query must be an object")
+    status = query.get("product_status_type")
+    if not status:
+        raise _Problem("MissingParameter", "Missing parameter: product_status_type")
+    if status not in _PRODUCT_STATUSES:
+        raise _Problem("InvalidParameter", "Invalid product_status_type")
+    page = _whole(query.get("current_page", 1), 1, 10**6)
+    size = _whole(query.get("page_size", 20), 1, 99)
+    if page is None or size is None:
+        raise _Problem("InvalidParameter", "current_page must be 1 or more, page_size 1 to 99")
+    return status, page, size
+
+
+def _whole(value: object, low: int, high: int) -> int | None:
+    """A whole number sent as a JSON number or a string of digits, within [low, high]."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+        value = int(value)
+    return value if isinstance(value, int) and low <= value <= high else None
+
+
+def _product(account: SimAccount, index: int) -> dict[str, Any]:
+    """The seller's `index`-th product as an `item_display_dto`."""
+    product_id = int("1005" + SimAccount(f"{account.login}#{index}").digits(12, "product"))
+    cents = 199 + int(SimAccount(str(product_id)).digits(6, "price")) % 9800
+    created = datetime(2024, 1, 1) + timedelta(hours=int(account.digits(4, f"p{index}")))
+    stamp = created.strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        "product_id": product_id,
+        "subject": f"Sandbox product {index + 1}",
+        "product_min_price": f"{cents / 100:.2f}",
+        "product_max_price": f"{cents / 100:.2f}",
+        "currency_code": "USD",
+        "owner_member_id": account.login,
+        "owner_member_seq": int(account.digits(10, "seller")),
+        "image_u_r_ls": f"https://ae01.alicdn.com/kf/S{product_id}.jpg",
+        "src": "isv",
+        "ws_display": "",
+        "ws_offline_date": "",
+        "group_id": 0,
+        "freight_template_id": int(account.digits(10, "freight")),
+        "gmt_create": stamp,
+        "gmt_modified": stamp,
+    }
 
 
 def _life(seconds: float | None) -> float:
