@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +23,7 @@ from shopkeys.grant import Grant
 from shopkeys.providers.ecwid import Ecwid
 from shopkeys.sandbox.browser import BrowserError, callback_params, press
 from shopkeys.sandbox.core import Fault
-from shopkeys.sandbox.ecwid import EcwidSimulator
+from shopkeys.sandbox.ecwid import EcwidSimulator, file_chunks
 from tests.conftest import LiveSandbox
 
 
@@ -493,3 +494,147 @@ async def test_authlib_drives_the_simulator(live_sandbox: LiveSandbox, sim: Ecwi
         profile = await client.get(f"{base}/api/v3/{store_id}/profile")
         assert profile.status_code == 200
         assert profile.json()["settings"]["storeName"] == "Authlib Shop"
+
+
+# -- product file downloads ----------------------------------------------------------------------
+
+
+def expected_bytes(offset: int, count: int) -> bytes:
+    """Bytes `offset` to `offset + count` of any simulated file, where byte i is i % 251."""
+    phase = offset % 251
+    return (bytes(range(251)) * (count // 251 + 2))[phase : phase + count]
+
+
+async def download(
+    live_sandbox: LiveSandbox,
+    http: httpx2.AsyncClient,
+    token: str | None,
+    store: str,
+    file_id: str,
+    product_id: str = "561983491",
+) -> httpx2.Response:
+    url = f"{live_sandbox.base_url('ecwid')}/api/v3/{store}/products/{product_id}/files/{file_id}"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return await http.get(url, headers=headers)
+
+
+async def test_product_file_streams_the_size_its_id_names(
+    live_sandbox: LiveSandbox, ecwid: Ecwid, sim: EcwidSimulator, http: httpx2.AsyncClient
+) -> None:
+    grant, _ = await connect(live_sandbox, ecwid, http)
+    store = grant.account_id
+    small = await download(live_sandbox, http, grant.access_token, store, "1000003")
+    assert small.status_code == 200
+    assert small.headers["content-type"] == "application/octet-stream"
+    assert small.headers["content-length"] == "1000003"
+    assert small.content == expected_bytes(0, 1000003)
+    empty = await download(live_sandbox, http, grant.access_token, store, "0")
+    assert empty.status_code == 200 and empty.content == b""
+
+    # A large file arrives in many pieces, each matching its place in the pattern.
+    size = 48 * 1024 * 1024 + 5
+    url = f"{live_sandbox.base_url('ecwid')}/api/v3/{store}/products/1/files/{size}"
+    received = pieces = 0
+    async with http.stream(
+        "GET", url, headers={"Authorization": f"Bearer {grant.access_token}"}
+    ) as answer:
+        assert answer.status_code == 200 and answer.headers["content-length"] == str(size)
+        async for piece in answer.aiter_bytes():
+            assert piece == expected_bytes(received, len(piece))
+            received += len(piece)
+            pieces += 1
+    assert received == size and pieces > 1
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ("wrong token", 403, "INVALID_API_TOKEN"),
+        ("no token", 403, "INVALID_API_TOKEN"),
+        ("another store's token", 403, "INVALID_API_TOKEN"),
+        ("unknown store", 404, "STORE_NOT_FOUND"),
+        ("no read_catalog", 403, "INSUFFICIENT_APP_SCOPE"),
+        ("file id not a number", 404, None),
+        ("product id not a number", 404, None),
+        ("file over the limit", 404, None),
+    ],
+)
+async def test_product_file_refusals(
+    live_sandbox: LiveSandbox,
+    ecwid: Ecwid,
+    sim: EcwidSimulator,
+    http: httpx2.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    status: int,
+    code: str | None,
+) -> None:
+    monkeypatch.setattr(sim, "max_file_bytes", 1000)
+    grant, _ = await connect(live_sandbox, ecwid, http)
+    token: str | None = grant.access_token
+    store, file_id, product_id = grant.account_id, "100", "561983491"
+    if case == "wrong token":
+        token = "secret_not-a-token"
+    elif case == "no token":
+        token = None
+    elif case == "another store's token":
+        token = (await connect(live_sandbox, ecwid, http, login="other-store"))[0].access_token
+    elif case == "unknown store":
+        store = "1"
+    elif case == "no read_catalog":
+        token = (await connect(live_sandbox, ecwid, http, scopes=["read_orders"]))[0].access_token
+    elif case == "file id not a number":
+        file_id = "file-100"
+    elif case == "product id not a number":
+        product_id = "abc"
+    elif case == "file over the limit":
+        file_id = "1001"
+    answer = await download(live_sandbox, http, token, store, file_id, product_id)
+    assert answer.status_code == status
+    body = answer.json()
+    assert body["errorMessage"]
+    assert body.get("errorCode") == code
+
+
+async def test_product_file_downloads_count_against_the_rate_limit(
+    live_sandbox: LiveSandbox,
+    ecwid: Ecwid,
+    sim: EcwidSimulator,
+    http: httpx2.AsyncClient,
+    frozen_now: object,
+) -> None:
+    sim.requests_per_minute = 2
+    grant, _ = await connect(live_sandbox, ecwid, http)
+    await ecwid.identify(http, grant)
+    ok = await download(live_sandbox, http, grant.access_token, grant.account_id, "10")
+    assert ok.status_code == 200
+    limited = await download(live_sandbox, http, grant.access_token, grant.account_id, "10")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "60"
+    assert limited.json()["errorCode"] == "RATE_LIMITED"
+    sim.clock.advance(60)
+    again = await download(live_sandbox, http, grant.access_token, grant.account_id, "10")
+    assert again.status_code == 200 and again.content == expected_bytes(0, 10)
+
+
+async def test_product_file_faults(
+    live_sandbox: LiveSandbox, ecwid: Ecwid, sim: EcwidSimulator, http: httpx2.AsyncClient
+) -> None:
+    grant, _ = await connect(live_sandbox, ecwid, http)
+    sim.faults.set("product_file", Fault(status=429, retry_after=4, times=1))
+    limited = await download(live_sandbox, http, grant.access_token, grant.account_id, "10")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "4"
+    await ecwid.identify(http, grant)  # other endpoints are not affected
+    ok = await download(live_sandbox, http, grant.access_token, grant.account_id, "10")
+    assert ok.status_code == 200
+
+
+async def test_a_large_file_is_generated_chunk_by_chunk_not_held() -> None:
+    chunks = file_chunks(500 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        sizes = [len(await anext(chunks)) for _ in range(3)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sizes == [64 * 1024] * 3
+    assert peak < 1024 * 1024

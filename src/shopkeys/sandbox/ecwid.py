@@ -6,7 +6,14 @@ Endpoint names for fault injection:
   the store id is retired, as Ecwid announced on 2025-09-19: it answers 410 Gone;
 - `profile`: `GET /api/v3/{store_id}/profile` (any token; `read_store_profile` is always granted);
 - `products`: `GET /api/v3/{store_id}/products` (needs `read_catalog`);
-- `orders`: `GET /api/v3/{store_id}/orders` (needs `read_orders`).
+- `orders`: `GET /api/v3/{store_id}/orders` (needs `read_orders`);
+- `product_file`: `GET /api/v3/{store_id}/products/{product_id}/files/{file_id}` ("Download
+  product file", api-docs.ecwid.com/reference/download-product-file: the file's bytes, 403
+  without `read_catalog`, 404 when the product or file is not found). Ecwid's ids are numbers;
+  the simulator's convention is that a file id IS the file's size in bytes (up to
+  `max_file_bytes`), so a test picks the size by the id it asks for. The bytes are streamed in
+  64 KiB chunks, never held whole, with `Content-Length`; byte `i` of every file is `i % 251`
+  (a prime period, so a lost or repeated chunk shows).
 
 Strict like Ecwid: the redirect URI must be the registered one, the code exchange must be a
 form-encoded POST, a code works once and a second exchange disables the token the first one
@@ -26,13 +33,13 @@ import json
 import math
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from shopkeys.sandbox.authorize_page import DEFAULT_LOGIN, error_page, read_decision
@@ -111,6 +118,22 @@ DEFAULT_INSTALL_SCOPES: Final = ("read_store_profile", "read_catalog", "read_ord
 
 _REQUIRED_TOKEN_PARAMS: Final = ("client_id", "client_secret", "code", "redirect_uri", "grant_type")
 
+#: Every simulated product file repeats 0, 1, ..., 250: byte `i` is `i % FILE_BYTE_PERIOD`.
+FILE_BYTE_PERIOD: Final = 251
+_CHUNK: Final = 64 * 1024
+# Long enough to cut any chunk from any phase of the period without building bytes per chunk.
+_PATTERN: Final = bytes(i % FILE_BYTE_PERIOD for i in range(_CHUNK + FILE_BYTE_PERIOD))
+
+
+async def file_chunks(size: int) -> AsyncIterator[bytes]:
+    """The `size` bytes of a simulated product file, a chunk at a time."""
+    sent = 0
+    while sent < size:
+        count = min(_CHUNK, size - sent)
+        phase = sent % FILE_BYTE_PERIOD
+        yield _PATTERN[phase : phase + count]
+        sent += count
+
 
 @dataclass(slots=True)
 class IssuedToken:
@@ -134,13 +157,15 @@ class Store:
 
 
 class EcwidSimulator(Simulator):
-    """Ecwid's OAuth server and REST API (profile, products, orders)."""
+    """Ecwid's OAuth server and REST API (profile, products, orders, product file downloads)."""
 
     name: ClassVar[str] = "ecwid"
     display_name: ClassVar[str] = "Ecwid"
     app_market_path: ClassVar[str | None] = APP_MARKET_PATH
     #: Ecwid's documented limit per access token.
     requests_per_minute: int = 600
+    #: The largest product file (file id) the simulator serves; larger ids are not found.
+    max_file_bytes: int = 1 << 30
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -183,6 +208,11 @@ class EcwidSimulator(Simulator):
             Route(
                 "/api/v3/{store_id}/orders",
                 self.endpoint("orders", self._orders),
+                methods=["GET"],
+            ),
+            Route(
+                "/api/v3/{store_id}/products/{product_id}/files/{file_id}",
+                self.endpoint("product_file", self._product_file),
                 methods=["GET"],
             ),
         ]
@@ -483,6 +513,25 @@ class EcwidSimulator(Simulator):
             return token
         return JSONResponse({"total": 0, "count": 0, "offset": 0, "limit": 100, "items": []})
 
+    async def _product_file(self, request: Request) -> Response:
+        """Download product file: the bytes of the file whose id is its size (see the module)."""
+        token = self._authenticate(request, "read_catalog")
+        if isinstance(token, Response):
+            return token
+        product_id = request.path_params["product_id"]
+        file_id = request.path_params["file_id"]
+        size = _whole(file_id)
+        if _whole(product_id) is None or size is None or size > self.max_file_bytes:
+            # Ecwid documents only the status and an `errorMessage` for this one.
+            return JSONResponse({"errorMessage": "Product or file is not found"}, status_code=404)
+        headers = {
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="file-{file_id}.bin"',
+        }
+        return StreamingResponse(
+            file_chunks(size), media_type="application/octet-stream", headers=headers
+        )
+
     # -- webhooks ---------------------------------------------------------------------------------
 
     def webhook(self, payload: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
@@ -501,6 +550,13 @@ class EcwidSimulator(Simulator):
             self.app.client_secret, event["eventCreated"], str(event["eventId"])
         )
         return {"Content-Type": "application/json", SIGNATURE_HEADER: sig}, body
+
+
+def _whole(text: str) -> int | None:
+    """A path id as Ecwid's are, a plain decimal number; None for anything else."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)
 
 
 #: The class the sandbox serves for this platform.
