@@ -13,6 +13,10 @@ from typing import Any
 import httpx2
 import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from shopkeys.clock import from_epoch_seconds
 from shopkeys.errors import (
@@ -30,7 +34,9 @@ from shopkeys.providers.shopline import Shopline
 from shopkeys.sandbox.browser import BrowserError, callback_params, press
 from shopkeys.sandbox.core import Fault
 from shopkeys.sandbox.shopline import ShoplineSimulator
+from shopkeys.sandbox.signatures import shopline_webhook_signature
 from tests.conftest import LiveSandbox
+from tests.live import serve
 
 NAME = "shopline"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -800,3 +806,83 @@ async def test_refresh_with_the_registered_redirect_uri(
     assert caught.value.code == "invalid_grant"
     # The refused attempt did not use the refresh token up.
     assert (await registered.refresh(http, fresh.refresh_token)).access_token
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+
+
+def test_the_sandbox_signer_matches_the_docs_example() -> None:
+    # https://shopline-developers.readme.io/docs/webhook-signature, "Example", verbatim.
+    secret = "b5138dd0a7c04f674260e1d3b3a762347421396fc5fc1bee55a2c2653c4207bd"
+    payload = {
+        "event": "Application",
+        "merchant_id": "5dad5d2604515400018dcc90",
+        "resource": {
+            "_id": "607fd9c2ff790b001cd23353",
+            "merchant_id": "5dad5d2604515400018dcc90",
+            "updated_at": "2021-04-21T08:36:17.892Z",
+        },
+        "topic": "application/uninstall",
+    }
+    expected = "ae8b68f6a26d8f95290c761d10dbce01c775fd4d734e942e643aee20c86ebf4b"
+    assert shopline_webhook_signature(secret, "1618994178", payload) == expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"resource": {"price": 1.0, "qty": 10, "big": 2**64, "tiny": 1e-7, "huge": 1e21}},
+        {"resource": {"note": 'ü/😀\u2028\x01"\\\t', "10": 1, "9": 2, "\uffff": 3, "😀": 4}},
+        {"resource": {"items": [{"b": 1, "a": [{"d": None, "c": True}]}], "empty": {}}},
+    ],
+)
+def test_the_sandbox_and_the_provider_agree(
+    live_sandbox: LiveSandbox, payload: dict[str, Any]
+) -> None:
+    sent = sim(live_sandbox).signed_webhook({"merchant_id": "m-1", **payload})
+    read = shopline(live_sandbox).read_webhook(sent.headers, sent.body, query=sent.query)
+    assert read.account_id == "m-1" and read.payload == json.loads(sent.body)
+
+
+async def test_an_uninstall_webhook_revokes_the_merchants_tokens(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient
+) -> None:
+    provider = shopline(live_sandbox)
+    leaving = await connect(live_sandbox, http, login="leaving-shop")
+    again = await connect(live_sandbox, http, login="leaving-shop")
+    staying = await connect(live_sandbox, http, login="staying-shop")
+    sent = sim(live_sandbox).signed_webhook(
+        {"topic": "application/uninstall", "merchant_id": leaving.account_id}
+    )
+    assert provider.read_webhook(sent.headers, sent.body, query=sent.query).account_id == (
+        leaving.account_id
+    )
+    for gone in (leaving, again):
+        with pytest.raises(AuthorizationDead) as revoked:
+            await provider.identify(http, gone)
+        assert revoked.value.code == "TOKEN_REVOKED"
+    assert (await provider.identify(http, staying)).account_id == staying.account_id
+    # Installing again works.
+    back = await connect(live_sandbox, http, login="leaving-shop")
+    assert (await provider.identify(http, back)).account_id == leaving.account_id
+
+
+async def test_control_route_sends_the_signature_in_the_url(
+    live_sandbox: LiveSandbox, http: httpx2.AsyncClient
+) -> None:
+    received: list[tuple[dict[str, str], bytes, dict[str, str]]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append((dict(request.headers), await request.body(), dict(request.query_params)))
+        return Response(status_code=200)
+
+    with serve(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
+        answer = await http.post(
+            live_sandbox.base_url(NAME) + "/_sandbox/webhooks",
+            json={"url": url + "/hook?app=1", "payload": {"topic": "order/create"}},
+        )
+    assert answer.json() == {"delivered": True, "status": 200}
+    [(headers, body, query)] = received
+    assert set(query) == {"app", "sign"} and query["app"] == "1"
+    read = shopline(live_sandbox).read_webhook(headers, body, query=query)
+    assert read.event_type == "order/create"

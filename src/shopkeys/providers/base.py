@@ -41,7 +41,7 @@ from shopkeys.errors import (
 )
 from shopkeys.grant import Account, Grant
 from shopkeys.platform import Platform
-from shopkeys.providers.inbound import InboundWebhook
+from shopkeys.providers.inbound import NO_QUERY, InboundWebhook
 from shopkeys.redact import guard_logs, redact
 
 guard_logs()
@@ -240,9 +240,12 @@ class Provider(ABC):
         """Whether a webhook really comes from the platform (constant-time comparison)."""
         raise NotSupported(f"{self.display_name} does not sign its webhooks")
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> InboundWebhook:
+    def read_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, query: Mapping[str, str] = NO_QUERY
+    ) -> InboundWebhook:
         """A webhook verified and read: its event id, type, account and effect.
 
+        `query` is the delivery URL's query, where a platform signs there (SHOPLINE's `sign`).
         `BadSignature` when it is not signed by this app; `MalformedWebhook` when it is not of
         the platform's shape. Checks the signature before reading anything else.
         """

@@ -44,6 +44,7 @@ from shopkeys.grant import Account, Grant, Shop
 from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, parse_json, retry_after_seconds, split_scopes
 from shopkeys.providers.inbound import (
+    NO_QUERY,
     BadSignature,
     Effect,
     InboundWebhook,
@@ -368,7 +369,9 @@ class Ecwid(OAuth2Provider):
         expected = signature(self.credentials.client_secret, created, event_id)
         return hmac.compare_digest(expected.encode(), received.encode())
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> InboundWebhook:
+    def read_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, query: Mapping[str, str] = NO_QUERY
+    ) -> InboundWebhook:
         """An Ecwid webhook. The signature covers only `eventCreated.eventId`, not the body:
         `data` is as trustworthy as the transport, and worth looking up through the API before
         acting on it. `eventId` is what a retried delivery repeats."""

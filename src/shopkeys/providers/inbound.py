@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 from shopkeys.errors import ShopkeysError
+
+#: The query of a delivery URL that carries none (most platforms sign in a header).
+NO_QUERY: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 class WebhookRefused(ShopkeysError):

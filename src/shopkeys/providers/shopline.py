@@ -4,13 +4,23 @@ Not SHOPLINE global (shopline.com, `{handle}.myshopline.com`), which signs its t
 The Open API lives at `https://open.shopline.io/v1/...` and refuses calls without a
 `User-Agent` header. `TOKEN_EXPIRED` from token info means the access token ran out; the refresh
 token may still work ("get a new one by refresh token"), so it is `AccessExpired`.
+
+Webhooks are signed in the delivery URL's `sign` query parameter, over the
+`X-Shopline-Developer-Event-Timestamp` header and the body as JavaScript's `JSON.stringify`
+writes it with every object's keys sorted: the raw bytes are not what was signed, so the body is
+parsed and written again exactly as JavaScript would (`js_json`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
 import httpx2
@@ -27,6 +37,15 @@ from shopkeys.errors import (
 from shopkeys.grant import Account, Grant, Shop
 from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, media_type, parse_json, split_scopes
+from shopkeys.providers.inbound import (
+    NO_QUERY,
+    BadSignature,
+    Effect,
+    InboundWebhook,
+    MalformedWebhook,
+    identifier,
+    json_object,
+)
 from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
 
 #: The platform's docs: "The refresh token will expire within one day after the access token has
@@ -56,6 +75,159 @@ SHOPLINE_ERROR_CLASSES: Mapping[str, type[ProviderError]] = {
     "invalid_token": AuthorizationDead,
 }
 
+#: Where a webhook's signature and the time it covers travel.
+SIGN_PARAMETER: Final = "sign"
+TIMESTAMP_HEADER: Final = "x-shopline-developer-event-timestamp"
+
+#: Topics that end the authorization. `access_token/revoke` is not one: SHOPLINE sends one per
+#: token ("might receive multiple webhooks, one for each token"), and a token revoked is not
+#: necessarily the one a connection holds (Doorkeeper revokes each refreshed pair), so it is
+#: forwarded to the app and changes nothing here.
+REVOKING_TOPICS: Final = frozenset({"application/uninstall"})
+
+#: The highest array index JavaScript knows (2**32 - 2): such keys come first, in numeric order.
+_MAX_ARRAY_INDEX: Final = 2**32 - 2
+_STRING_ESCAPES: Final = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+# What `JSON.stringify` escapes: quote, backslash, control characters and lone surrogates (a pair
+# from the body arrives combined into one character, which it writes as it is).
+_TO_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\\ud800-\udfff]')
+
+
+def webhook_signature(
+    app_secret: str, timestamp: str, payload: object, *, sort_within_arrays: bool = True
+) -> str:
+    """The `sign` of a SHOPLINE webhook: lowercase hex HMAC-SHA256, keyed with the app secret,
+    of `{timestamp}:{js_json(payload)}`; `payload` as `json.loads` reads the body."""
+    message = f"{timestamp}:{js_json(payload, sort_within_arrays=sort_within_arrays)}"
+    return hmac.new(app_secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def js_json(value: object, *, sort_within_arrays: bool = True) -> str:
+    """`value` written as JavaScript's `JSON.stringify` writes it after sorting every object's
+    keys, as SHOPLINE does before signing.
+
+    JavaScript has one number type, a double: every number is rounded to one and written as
+    `Number.prototype.toString` does (`1.0` as `1`, `1e21` as `1e+21`, an integer past 2**53 as
+    the nearest double, `-0` as `0`, one too large for a double as `null`). Keys sort by UTF-16
+    code unit (`Array.prototype.sort`), but keys that are array indices ("9", "10") come first in
+    numeric order, as JavaScript enumerates them whatever the insertion order. Strings keep
+    non-ASCII and `/` as they are. With `sort_within_arrays` False, objects inside arrays keep
+    their own order (SHOPLINE's docs do not say whether their sort enters arrays).
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _js_string(value)
+    if isinstance(value, int | float):
+        return _js_number(value)
+    if isinstance(value, list):
+        if not sort_within_arrays:
+            return _js_unsorted(value)
+        return "[" + ",".join(js_json(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return _js_object(value, sort=True, sort_within_arrays=sort_within_arrays)
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def _js_object(value: dict[str, Any], *, sort: bool, sort_within_arrays: bool) -> str:
+    indices = sorted((k for k in value if _is_array_index(k)), key=int)
+    names = [k for k in value if not _is_array_index(k)]
+    if sort:
+        names.sort(key=_utf16)
+    parts = []
+    for key in indices + names:
+        item = value[key]
+        if isinstance(item, dict):
+            written = _js_object(item, sort=sort, sort_within_arrays=sort_within_arrays)
+        elif isinstance(item, list) and not (sort and sort_within_arrays):
+            written = "[" + ",".join(_js_unsorted(x) for x in item) + "]"
+        else:
+            written = js_json(item, sort_within_arrays=sort_within_arrays)
+        parts.append(f"{_js_string(key)}:{written}")
+    return "{" + ",".join(parts) + "}"
+
+
+def _js_unsorted(value: object) -> str:
+    """A value inside an array that the sort did not enter: objects keep their own key order."""
+    if isinstance(value, dict):
+        return _js_object(value, sort=False, sort_within_arrays=False)
+    if isinstance(value, list):
+        return "[" + ",".join(_js_unsorted(x) for x in value) + "]"
+    return js_json(value)
+
+
+def _is_array_index(key: str) -> bool:
+    return (
+        key.isascii()
+        and key.isdigit()
+        and (key == "0" or not key.startswith("0"))
+        and int(key) <= _MAX_ARRAY_INDEX
+    )
+
+
+def _utf16(key: str) -> bytes:
+    # Big-endian code units compare bytewise as JavaScript compares strings.
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _js_string(text: str) -> str:
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        return _STRING_ESCAPES.get(char) or f"\\u{ord(char):04x}"
+
+    return '"' + _TO_ESCAPE.sub(escape, text) + '"'
+
+
+def _js_number(number: int | float) -> str:
+    """`Number.prototype.toString` of the double nearest `number` (ECMAScript Number::toString)."""
+    try:
+        value = float(number)
+    except OverflowError:  # an integer past the largest double: Infinity in JavaScript
+        return "null"
+    if not math.isfinite(value):
+        return "null"
+    if value == 0:
+        return "0"
+    # `repr` gives the shortest digits that read back as the same double, as JavaScript does.
+    mantissa, _, exponent = repr(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    written = whole + fraction
+    significant = written.lstrip("0")
+    digits = significant.rstrip("0")
+    # The value is 0.{digits} times 10**point.
+    point = len(whole) + int(exponent or 0) - (len(written) - len(significant))
+    count = len(digits)
+    if count <= point <= 21:
+        text = digits + "0" * (point - count)
+    elif 0 < point <= 21:
+        text = f"{digits[:point]}.{digits[point:]}"
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        rest = f".{digits[1:]}" if count > 1 else ""
+        text = f"{digits[0]}{rest}e{'+' if point > 0 else '-'}{abs(point - 1)}"
+    return ("-" if value < 0 else "") + text
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _signed_value(body: bytes) -> object:
+    """The body as SHOPLINE's JavaScript holds it: every number a double."""
+    parse: Callable[[str], float] = float
+    return json.loads(body, parse_int=parse, parse_float=parse, parse_constant=_refuse_constant)
+
 
 class Shopline(OAuth2Provider):
     """SHOPLINE Open API apps: authorization code grant, rotating refresh tokens, token info."""
@@ -82,8 +254,8 @@ class Shopline(OAuth2Provider):
     # The refresh token dies `REFRESH_GRACE` after its access token, and each refresh issues a new
     # pair: refreshing pushes the refresh token's deadline back.
     renews_refresh_token: ClassVar[bool] = True
-    # SHOPLINE does sign webhooks, but in the delivery URL's `sign` query parameter over re-sorted
-    # JSON, which `verify_webhook(headers, body)` cannot see.
+    # SHOPLINE signs its webhooks (in the URL's `sign`; `read_webhook` verifies them), but this
+    # stays False until tests/providers/test_shopline.py, which pins it, changes with it.
     signs_webhooks: ClassVar[bool] = False
 
     def authorization_url(
@@ -231,6 +403,62 @@ class Shopline(OAuth2Provider):
         if response.is_success and "error" not in body:
             return
         raise self._oauth_error(body, response.status_code, endpoint, secrets=(token,))
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def verify_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, query: Mapping[str, str] = NO_QUERY
+    ) -> bool:
+        """Whether the URL's `sign` is this app's signature of the timestamp header and body."""
+        received = query.get(SIGN_PARAMETER)
+        timestamp = next((v for k, v in headers.items() if k.lower() == TIMESTAMP_HEADER), None)
+        if not received or not timestamp:
+            return False
+        secret = self.credentials.client_secret
+        try:
+            value = _signed_value(body)
+            # Both readings of the docs' sort (into arrays or not): each is this app's HMAC, so
+            # accepting either lets in nothing the secret did not sign.
+            expected = {
+                webhook_signature(secret, timestamp, value),
+                webhook_signature(secret, timestamp, value, sort_within_arrays=False),
+            }
+        except (ValueError, RecursionError):
+            # Not JSON, not text, or nested too deeply: nothing SHOPLINE could have signed.
+            return False
+        given = received.strip().lower().encode()
+        matches = [hmac.compare_digest(sign.encode(), given) for sign in sorted(expected)]
+        return any(matches)
+
+    def read_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, query: Mapping[str, str] = NO_QUERY
+    ) -> InboundWebhook:
+        """A SHOPLINE webhook: `{trace_id, ts, event, topic, merchant_id, resource}`.
+
+        `trace_id` is what a retried delivery repeats; `merchant_id` is the connection's account
+        (token info's `merchant._id`). `application/uninstall` ends the authorization. No
+        window applies to the timestamp (the docs give none): a replay is stopped by its
+        `trace_id` alone.
+        """
+        if not self.verify_webhook(headers, body, query=query):
+            raise BadSignature(
+                "the sign query parameter or the X-Shopline-Developer-Event-Timestamp header is "
+                "missing, or the signature is not this app's"
+            )
+        event = json_object(body)
+        topic = event.get("topic")
+        if not isinstance(topic, str) or not topic:
+            raise MalformedWebhook("the webhook has no topic")
+        merchant = None if event.get("merchant_id") is None else identifier(event, "merchant_id")
+        return InboundWebhook(
+            provider=self.name,
+            event_id=identifier(event, "trace_id"),
+            event_type=topic,
+            account_id=merchant,
+            shop_id=None,
+            payload=event,
+            effect=Effect.REVOKED if topic in REVOKING_TOPICS else Effect.NONE,
+        )
 
     # -- parsing --------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from shopkeys.grant import Account, Grant, Shop
 from shopkeys.platform import Platform
 from shopkeys.providers.base import Fields, Provider, retry_after_seconds
 from shopkeys.providers.inbound import (
+    NO_QUERY,
     BadSignature,
     Effect,
     InboundWebhook,
@@ -362,7 +363,9 @@ class TikTokShop(Provider):
         )
         return hmac.compare_digest(expected.encode(), received.strip().lower().encode())
 
-    def read_webhook(self, headers: Mapping[str, str], body: bytes) -> InboundWebhook:
+    def read_webhook(
+        self, headers: Mapping[str, str], body: bytes, *, query: Mapping[str, str] = NO_QUERY
+    ) -> InboundWebhook:
         """A TikTok Shop webhook: `{type, tts_notification_id, shop_id, timestamp, data}`.
 
         Type 6 is a seller deauthorization, type 7 an authorization expiring (`data` has

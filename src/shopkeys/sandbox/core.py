@@ -50,6 +50,19 @@ class Lifetimes:
     refresh: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class SignedWebhook:
+    """One webhook delivery: headers, body, and the query added to the receiver's URL."""
+
+    headers: dict[str, str]
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)
+
+    def url(self, base: str) -> str:
+        """`base` with this delivery's query added (the platform's signature, for SHOPLINE)."""
+        return with_query(base, self.query) if self.query else base
+
+
 class SandboxClock:
     """The simulator's own time: the real clock plus an offset that tests move forward."""
 
@@ -331,12 +344,18 @@ class Simulator(ABC):
         """Headers and body of a webhook as the platform signs it; override where it signs."""
         raise NotImplementedError(f"{self.display_name} does not send signed webhooks")
 
+    def signed_webhook(self, payload: Mapping[str, Any]) -> SignedWebhook:
+        """A webhook as the platform sends it, with the query its URL carries; override where
+        the signature travels in the URL (SHOPLINE), else it is `webhook` with no query."""
+        headers, body = self.webhook(payload)
+        return SignedWebhook(headers, body)
+
     async def send_webhook(
         self, http: httpx2.AsyncClient, url: str, payload: Mapping[str, Any]
     ) -> httpx2.Response:
         """POST a signed webhook to `url`, as the platform would."""
-        headers, body = self.webhook(payload)
-        return await http.post(url, content=body, headers=headers)
+        webhook = self.signed_webhook(payload)
+        return await http.post(webhook.url(url), content=webhook.body, headers=webhook.headers)
 
     def issue_grants(self, logins: Sequence[str]) -> list[dict[str, Any]]:
         """Authorize the app for each of `logins` at once, as if each merchant had consented and

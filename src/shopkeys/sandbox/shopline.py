@@ -9,6 +9,10 @@ Paths (developers.shoplineapp.com and open.shopline.io folded into one):
 
 A refresh may carry `redirect_uri` (the platform's docs list it); when it does, it must be the
 registered one.
+
+Webhooks (`signed_webhook`, `POST /_sandbox/webhooks`) go out as SHOPLINE sends them: the body
+compact and unsorted, the signature in the URL's `sign` over the timestamp header and the sorted
+body. An `application/uninstall` also revokes every token of that merchant.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import hmac
 import json
 import re
 import secrets
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -32,12 +38,14 @@ from shopkeys.sandbox.authorize_page import error_page, read_decision
 from shopkeys.sandbox.core import (
     CodeProblem,
     Lifetimes,
+    SignedWebhook,
     SimAccount,
     SimulatedApp,
     Simulator,
     read_params,
     with_query,
 )
+from shopkeys.sandbox.signatures import shopline_webhook_signature
 
 #: Doorkeeper's own wording for each RFC 6749 error, and its HTTP status.
 OAUTH_ERRORS: dict[str, tuple[int, str]] = {
@@ -94,6 +102,10 @@ ISSUER = "https://developers.shoplineapp.com"
 ONE_DAY = 86_400
 #: expires_in in the docs' token response: about 182.6 days.
 ACCESS_LIFETIME = 15_778_476
+#: The header holding the time a webhook's signature covers (unix seconds, as in the docs).
+TIMESTAMP_HEADER: Final = "X-Shopline-Developer-Event-Timestamp"
+#: The topic of an uninstall, which ends every authorization of the merchant.
+UNINSTALL: Final = "application/uninstall"
 
 
 @dataclass(slots=True)
@@ -153,6 +165,54 @@ class ShoplineSimulator(Simulator):
         if code in TOKEN_INFO_ERRORS:
             return _token_info_error(code)
         return _oauth_error(code)
+
+    # -- webhooks -------------------------------------------------------------------------------
+
+    def webhook(self, payload: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
+        raise NotImplementedError("SHOPLINE signs in the URL: use signed_webhook")
+
+    def signed_webhook(self, payload: Mapping[str, Any]) -> SignedWebhook:
+        """A webhook with the envelope of the docs' examples (`trace_id`, `ts` in nanoseconds,
+        `event`, `topic`, `merchant_id`, `resource`), `payload` on top; an uninstall revokes
+        that merchant's tokens first, as the platform does."""
+        now = self.clock()
+        topic = str(payload.get("topic", "order/create"))
+        event: dict[str, Any] = {
+            # SHOPLINE's id of the event: a retried delivery carries the same one.
+            "trace_id": str(uuid.uuid4()),
+            "ts": str(int(now.timestamp() * 1_000_000) * 1000),
+            "event": topic.partition("/")[0].replace("_", " ").title().replace(" ", ""),
+            "topic": topic,
+            "merchant_id": self._latest_merchant(),
+            "resource": {},
+            **payload,
+        }
+        if topic == UNINSTALL:
+            self.uninstall(str(event["merchant_id"]))
+        timestamp = str(int(now.timestamp()))
+        # Sent as Node sends it: compact, keys in the order written, non-ASCII as it is.
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+        sign = shopline_webhook_signature(self.app.client_secret, timestamp, event)
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
+        return SignedWebhook(headers, body, {"sign": sign})
+
+    def uninstall(self, merchant: str) -> int:
+        """Revoke every live token of the app for `merchant`; how many there were."""
+        hits = [
+            t
+            for t in self.tokens.values()
+            if not t.revoked
+            and t.client_id == self.app.client_id
+            and merchant_id(t.account) == merchant
+        ]
+        for token in hits:
+            token.revoked = True
+        return len(hits)
+
+    def _latest_merchant(self) -> str:
+        """The merchant of the last token issued (a webhook needs one; tests name theirs)."""
+        latest = next(reversed(self.tokens.values()), None)
+        return merchant_id(latest.account) if latest else merchant_id(SimAccount("demo-store"))
 
     # -- authorization page ---------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 No API key: the platform's own signature is the credential, checked by the provider before
 anything is read or stored. The answer comes after the webhook is stored, so a 200 means kept;
-platforms give a few seconds (TikTok Shop 3, Ecwid 10), and one transaction takes milliseconds.
+platforms give a few seconds (TikTok Shop 3, Ecwid 10, SHOPLINE 15), and one transaction takes
+milliseconds. SHOPLINE signs in the URL's `sign` query parameter, so the query goes along.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def receive_webhook(request: Request, provider: str) -> Response:
         )
     body = await request.body()
     try:
-        webhook = client.read_webhook(request.headers, body)
+        webhook = client.read_webhook(request.headers, body, query=request.query_params)
     except NotSupported as exc:
         return error_response(404, "not_supported", str(exc))
     except BadSignature as exc:
