@@ -119,6 +119,13 @@ class _ServiceSettings(BaseSettings):
     #: A `reauth_due` event goes out when a grant will end within this many seconds.
     reauth_warning: float = Field(default=7 * 86400.0, ge=0)
 
+    # The signed API proxy.
+    #: Whether calls through the proxy queue under a platform's published per-token rate (Ecwid:
+    #: 600 a minute) instead of going out to be refused.
+    proxy_pacing: bool = True
+    #: Seconds a call may wait in that queue; one that would wait longer is answered 429 at once.
+    proxy_max_wait: float = Field(default=30.0, ge=0)
+
     # Events for the app, as Standard Webhooks.
     #: Where events are POSTed; unset: events are only logged in the database.
     webhook_url: HttpUrl = None

@@ -93,3 +93,11 @@ class ProtocolError(TemporaryFailure):
 
 class RequestRejected(ProviderError):
     """The platform refused our request as malformed: a signature, parameter or app key is wrong."""
+
+
+class BadApiCall(ShopkeysError, ValueError):
+    """An app's API call cannot be sent as asked (no API name, a shop the connection lacks).
+
+    Raised before anything reaches the platform; a `ValueError` too, as it is the caller's value
+    that is wrong.
+    """

@@ -21,6 +21,7 @@ from shopkeys.errors import ConfigurationError
 from shopkeys.events.sender import DeliverySender, build_sender, webhook_secret_of
 from shopkeys.platform import Platform
 from shopkeys.providers import Provider, get
+from shopkeys.proxy import ApiProxy, CallPacer
 from shopkeys.refresh import TokenService
 from shopkeys.refresh.scheduler import Scheduler
 from shopkeys.refresh.service import new_owner
@@ -48,6 +49,7 @@ class Runtime:
     http: httpx2.AsyncClient
     connect: ConnectFlow
     tokens: TokenService
+    proxy: ApiProxy
     scheduler: Scheduler
     #: The outbox's sender; None when no webhook URL is set.
     sender: DeliverySender | None
@@ -165,6 +167,12 @@ async def open_runtime(
         http=http,
         connect=connect,
         tokens=tokens,
+        proxy=ApiProxy(
+            tokens,
+            providers,
+            http,
+            pacer=CallPacer(max_wait=settings.proxy_max_wait) if settings.proxy_pacing else None,
+        ),
         scheduler=scheduler,
         sender=build_sender(settings, webhook_secret, vault, http, clock=clock, owner=owner),
         api_keys=ApiKeys(vault, clock=clock),

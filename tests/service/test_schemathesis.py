@@ -191,6 +191,9 @@ async def test_no_server_errors(
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config)),
         *("run", f"{live_service.url}/openapi.json"),
+        # The proxy answers with whatever the platform does (a sandbox 405 or 500 included);
+        # its own refusals are tested in tests/proxy.
+        *("--exclude-path-regex", "^/v1/proxy/"),
         *("--checks", ",".join(CHECKS)),
         *("--max-examples", str(MAX_EXAMPLES), "--generation-deterministic"),
         *("--workers", "1", "--request-timeout", "10", "--continue-on-failure"),
@@ -223,7 +226,8 @@ async def test_no_server_errors(
         pytest.fail(message, pytrace=False)
     summary = json.loads(report.read_text())
     operations = summary["operations"]
-    assert operations["tested"] == operations["total"] > 0, operations
+    # Every operation but the proxy's six was tested.
+    assert operations["tested"] == operations["selected"] == operations["total"] - 6 > 0, operations
     if summary["failures"] or summary["errors"]:
         found = summary["test_cases"]["unique_failures"]
         message = f"schemathesis found {found} distinct failures:\n{failures_of(output)}"

@@ -23,6 +23,7 @@ from shopkeys.credentials import CredentialNames
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
+    BadApiCall,
     ProtocolError,
     ProviderError,
     RateLimited,
@@ -173,7 +174,7 @@ class AliExpress(Provider):
         elif params.get("method"):
             api_name = params["method"]
         else:
-            raise ValueError("an AliExpress API call needs a `method` parameter")
+            raise BadApiCall("an AliExpress API call needs a `method` parameter (the API name)")
         added = {
             "app_key": self.credentials.client_id,
             "timestamp": epoch_millis(self.clock()),

@@ -11,7 +11,7 @@ import logging
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -112,6 +112,9 @@ class Provider(ABC):
     #: What the account id is, where the platform cannot tell whose an access token is (so an
     #: import must say it); None where `identify` finds out from the token.
     account_id_hint: ClassVar[str | None] = None
+    #: The most API calls a minute the platform accepts from one access token, where it says
+    #: (Ecwid: 600): the proxy queues calls under it rather than have the platform refuse them.
+    api_calls_per_minute: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -211,6 +214,33 @@ class Provider(ABC):
         """Add what the platform's API needs to accept `request` (credentials, signature)."""
         request.headers["Authorization"] = f"Bearer {access_token}"
         return request
+
+    def api_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        account_id: str,
+        query: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        content: bytes = b"",
+        shops: Sequence[Mapping[str, Any]] = (),
+        shop_id: str | None = None,
+    ) -> httpx2.Request:
+        """An app's API call, addressed to the platform and ready for `sign_request`.
+
+        `path` is the platform's own path (from `/`) and `query` the raw query string: both pass
+        on as they came. `account_id` and `shops` are the connection's, `shop_id` the shop the
+        app named, for platforms where a call acts on one shop of several.
+        """
+        url = self.api_call_url(path, account_id)
+        return httpx2.Request(
+            method, f"{url}?{query}" if query else url, headers=list(headers), content=content
+        )
+
+    def api_call_url(self, path: str, account_id: str) -> str:
+        """Where an app's API call to `path` goes: the API host, here."""
+        return self.url("api", path)
 
     def auth(self, access_token: str) -> httpx2.Auth:
         """An httpx2 auth that signs every request sent with it for this platform's API."""

@@ -158,6 +158,8 @@ class Ecwid(OAuth2Provider):
     renews_refresh_token: ClassVar[bool] = False
     signs_webhooks: ClassVar[bool] = True
     installs_without_state: ClassVar[bool] = True
+    # "600 requests per minute per token" (Ecwid REST API docs, "Rate limits"); more get 429.
+    api_calls_per_minute: ClassVar[int | None] = 600
 
     # -- authorization ----------------------------------------------------------------------------
 
@@ -254,6 +256,10 @@ class Ecwid(OAuth2Provider):
     def api_url(self, store_id: str, path: str) -> str:
         """The REST URL of `path` (starting with `/`) in store `store_id`."""
         return self.url("api", f"/api/v3/{store_id}{path}")
+
+    def api_call_url(self, path: str, account_id: str) -> str:
+        """Calls name the store in the path: an app's `/products` is the store's `/products`."""
+        return self.api_url(account_id, path)
 
     async def identify(self, http: httpx2.AsyncClient, grant: Grant) -> Account:
         endpoint = "profile"

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 from urllib.parse import urlencode
 
 import httpx2
@@ -30,6 +30,7 @@ from shopkeys.credentials import CredentialNames
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
+    BadApiCall,
     ConfigurationError,
     ProtocolError,
     ProviderError,
@@ -153,6 +154,25 @@ def signs_body(method: str, content_type: str | None) -> bool:
     if method.upper() == "GET":
         return False
     return not (content_type or "").lower().startswith("multipart/form-data")
+
+
+def shop_cipher(shops: Sequence[Mapping[str, Any]], shop_id: str | None) -> str | None:
+    """The cipher of the shop `shop_id` among a connection's `shops`, or of its only shop.
+
+    None when no shop is named and there are several (or none). `BadApiCall` when the named shop
+    is not one the authorization covers.
+    """
+    if shop_id is None:
+        only = shops[0] if len(shops) == 1 else None
+        cipher = only.get("cipher") if only else None
+        return cipher if isinstance(cipher, str) and cipher else None
+    for shop in shops:
+        if str(shop.get("id")) == shop_id:
+            cipher = shop.get("cipher")
+            if isinstance(cipher, str) and cipher:
+                return cipher
+            break
+    raise BadApiCall(f"the connection's authorization covers no shop {shop_id!r} with a cipher")
 
 
 class TikTokShop(Provider):
@@ -319,6 +339,28 @@ class TikTokShop(Provider):
         return Account(account_id=grant.account_id, name=grant.account_name, shops=shops)
 
     # -- signing --------------------------------------------------------------------------------
+
+    def api_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        account_id: str,
+        query: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        content: bytes = b"",
+        shops: Sequence[Mapping[str, Any]] = (),
+        shop_id: str | None = None,
+    ) -> httpx2.Request:
+        """The call with the `shop_cipher` of the shop it acts on: the shop named by id, else
+        the connection's only shop; with several and none named, the app's own parameter stays.
+
+        `BadApiCall` for a shop the authorization does not cover.
+        """
+        request = super().api_request(
+            method, path, account_id=account_id, query=query, headers=headers, content=content
+        )
+        return self.apply_shop_cipher(request, shop_cipher(shops, shop_id))
 
     def apply_shop_cipher(self, request: httpx2.Request, cipher: str | None) -> httpx2.Request:
         """Set `shop_cipher` on a shop-level call and remove it from one that must not carry it.

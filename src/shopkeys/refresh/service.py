@@ -205,6 +205,33 @@ class TokenService:
         assert token is not None
         return token, outcome
 
+    async def after_expired(self, connection_id: str, used: str) -> FreshToken:
+        """A token to retry with after the platform called `used` expired: the stored one when
+        another caller replaced it meanwhile, else a new one from a refresh (joining any in
+        flight), so a burst of refused calls costs one refresh."""
+        current = await self.fresh_token(connection_id)
+        if current.access_token != used:
+            return current
+        return await self.refresh(connection_id)
+
+    async def after_refused(
+        self, connection_id: str, used: str, error: AuthorizationDead
+    ) -> FreshToken:
+        """After the platform called the authorization behind `used` dead: the stored token to
+        retry with when another caller replaced it meanwhile; otherwise the connection is marked
+        `needs_reauth` and `ConnectionUnusable` raised."""
+        stored = await self._load(connection_id)
+        if stored.access_token != used:
+            return FreshToken.of(stored)
+        marked = await self.vault.connections.record_refresh_failure(
+            connection_id, str(error), dead=True, kind="needs_reauth"
+        )
+        raise ConnectionUnusable(
+            marked or stored.connection,
+            f"{error}: the platform no longer accepts connection {connection_id}'s authorization; "
+            "the merchant must connect the store again",
+        )
+
     async def refresh_due(self, connection_id: str, read: StoredTokens | None = None) -> Outcome:
         """Refresh a connection the scheduler found due, if it still is; never raises for the
         platform's failures (they are recorded on the connection), only for a vanished row.

@@ -36,6 +36,7 @@ from shopkeys.web import (
     metrics,
     outbox_page,
     pages,
+    proxy,
     settings_page,
     signin,
     webhooks,
@@ -124,6 +125,7 @@ def create_app(
     app.add_middleware(RequestLog)
     # The hot path goes first so FastAPI's `/v1/connections/{id}` routes never shadow it.
     app.router.routes.insert(0, Route(hot_path.PATH, hot_path.token_endpoint, methods=["GET"]))
+    app.router.routes.insert(1, Route(proxy.PATH, proxy.proxy_endpoint, methods=proxy.METHODS))
     app.include_router(api.health_router)
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -245,6 +247,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     schema["paths"][hot_path.PATH] = hot_path.openapi_operation()
+    schema["paths"][proxy.OPENAPI_PATH] = proxy.openapi_operation()
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for model in (ErrorResponse, TokenOut):
         for name, definition in _component_schemas(model).items():

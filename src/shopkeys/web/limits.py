@@ -14,6 +14,9 @@ from shopkeys.web.errors import error_response
 
 #: The largest body the JSON API accepts (an import carries two tokens and some names).
 API_BODY_LIMIT = 64 * 1024
+#: The largest body an app's call through the API proxy may carry (TikTok Shop takes image
+#: uploads of up to 5 MB, and a multipart body adds to that).
+PROXY_BODY_LIMIT = 16 * 1024 * 1024
 #: The largest body anything else accepts (forms on the pages and the sandbox's controls).
 OTHER_BODY_LIMIT = 256 * 1024
 
@@ -21,6 +24,7 @@ OTHER_BODY_LIMIT = 256 * 1024
 DRAIN_LIMIT = 1024 * 1024
 
 _API_PREFIX = "/v1/"
+_PROXY_PREFIX = "/v1/proxy/"
 _BODILESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -55,11 +59,11 @@ class RequestLimits:
             # The hot path is a GET: it pays for the checks above and nothing more.
             await self.app(scope, receive, send)
             return
-        limit = API_BODY_LIMIT if scope["path"].startswith(_API_PREFIX) else OTHER_BODY_LIMIT
+        limit = _limit_of(scope["path"])
         declared = _content_length(scope)
         # A body of modest size is read (and thrown away) below, so the client gets to read the
         # 413; only one too large to be worth reading is refused before it arrives.
-        if declared is not None and declared > DRAIN_LIMIT:
+        if declared is not None and declared > max(limit, DRAIN_LIMIT):
             await _too_large(limit)(scope, receive, send)
             return
         received = 0
@@ -97,6 +101,12 @@ async def _drain(receive: Receive, last: Message, received: int) -> None:
         if last["type"] != "http.request":
             return
         received += len(last.get("body", b""))
+
+
+def _limit_of(path: str) -> int:
+    if path.startswith(_PROXY_PREFIX):
+        return PROXY_BODY_LIMIT
+    return API_BODY_LIMIT if path.startswith(_API_PREFIX) else OTHER_BODY_LIMIT
 
 
 def _content_length(scope: Scope) -> int | None:

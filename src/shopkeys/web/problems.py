@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from shopkeys.errors import (
     AuthorizationDead,
+    BadApiCall,
     NotSupported,
     ProviderError,
     RateLimited,
@@ -27,6 +28,7 @@ from shopkeys.flow_errors import (
     UnknownLink,
     WrongBrowser,
 )
+from shopkeys.proxy import BadPath, PlatformTimeout, PlatformUnreachable
 from shopkeys.refresh import ConnectionNotFound, ConnectionUnusable, NotRefreshable
 from shopkeys.store.repository import VersionConflict
 from shopkeys.web.errors import ApiError, error_response
@@ -47,6 +49,11 @@ STATUSES: dict[type[Exception], tuple[int, str | None]] = {
     ConnectionNotFound: (404, "not_found"),
     NotRefreshable: (409, "not_refreshable"),
     ConnectionUnusable: (409, "needs_reauth"),
+    # What the proxy refuses, or meets.
+    BadPath: (400, "bad_path"),
+    BadApiCall: (400, "bad_api_call"),
+    PlatformTimeout: (504, "platform_timeout"),
+    PlatformUnreachable: (502, "platform_unreachable"),
     # What the store refuses.
     VersionConflict: (409, "conflict"),
     # What a platform answered.

@@ -1,0 +1,281 @@
+"""The signed API proxy over a real socket: apps call the simulators through shopkeys, which
+signs each call the platform's way; the simulators verify every signature as the platforms do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from shopkeys.providers.ecwid import Ecwid
+from shopkeys.proxy.forward import PEEK_LIMIT
+from shopkeys.sandbox.core import Fault
+from tests.service import test_connect_flow as flow
+from tests.service.test_connect_flow import Driver
+
+db_vault = flow.db_vault
+driver = flow.driver
+
+
+async def _proxy(
+    driver: Driver, method: str, connection_id: str, path: str, **kwargs: Any
+) -> httpx2.Response:
+    return await driver.api(method, f"/v1/proxy/{connection_id}{path}", **kwargs)
+
+
+async def _status(driver: Driver, connection_id: str) -> str:
+    shown = await driver.api("GET", f"/v1/connections/{connection_id}")
+    status: str = shown.json()["status"]
+    return status
+
+
+# -- each platform's credentials, added its way ---------------------------------------------------
+
+
+async def test_ecwid_calls_carry_the_bearer_token_and_the_store_in_the_path(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("ecwid")
+    answer = await _proxy(driver, "GET", connection["id"], "/profile")
+    assert answer.status_code == 200, answer.text
+    assert str(answer.json()["generalInfo"]["storeId"]) == connection["account_id"]
+    listed = await _proxy(driver, "GET", connection["id"], "/products", params={"limit": "1"})
+    assert listed.status_code == 200, listed.text
+    assert "x-shopkeys-refreshed" not in answer.headers
+
+
+async def test_tiktok_shop_calls_are_signed_and_verified_by_the_simulator(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("tiktok_shop")
+    answer = await _proxy(driver, "GET", connection["id"], "/authorization/202309/shops")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["code"] == 0, body
+    assert [shop["id"] for shop in body["data"]["shops"]] == [
+        shop["id"] for shop in connection["shops"]
+    ]
+
+
+async def test_aliexpress_business_calls_are_signed_in_the_query_or_the_form(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("aliexpress")
+    method = {"method": "aliexpress.merchant.profile.get"}
+    by_query = await _proxy(driver, "GET", connection["id"], "/sync", params=method)
+    assert "aliexpress_merchant_profile_get_response" in by_query.json(), by_query.text
+    by_form = await _proxy(driver, "POST", connection["id"], "/sync", data=method)
+    assert "aliexpress_merchant_profile_get_response" in by_form.json(), by_form.text
+    nameless = await _proxy(driver, "GET", connection["id"], "/sync")
+    assert nameless.status_code == 400
+    assert nameless.json()["error"]["code"] == "bad_api_call"
+
+
+async def test_shopline_calls_carry_the_bearer_token(driver: Driver) -> None:
+    connection = await driver.connect("shopline")
+    answer = await _proxy(driver, "GET", connection["id"], "/v1/token/info")
+    assert answer.status_code == 200, answer.text
+
+
+# -- tokens the platform calls expired, or dead ----------------------------------------------------
+
+
+async def test_an_expired_token_is_refreshed_once_and_the_call_sent_again(driver: Driver) -> None:
+    connection = await driver.connect("tiktok_shop")
+    sim = driver.live.simulator("tiktok_shop")
+    before = await driver.stored(connection["id"])
+    # The platform ends the token early while shopkeys still thinks it good: only the
+    # platform's 105002 can tell.
+    sim.access_tokens[before.access_token].expires_at = datetime.now(UTC) - timedelta(seconds=1)  # type: ignore[attr-defined]
+    refreshes = sim.calls["refresh"]
+
+    answers = await asyncio.gather(
+        *(_proxy(driver, "GET", connection["id"], "/authorization/202309/shops") for _ in range(8))
+    )
+
+    for answer in answers:
+        assert answer.status_code == 200 and answer.json()["code"] == 0, answer.text
+    assert sim.calls["refresh"] == refreshes + 1
+    assert any(a.headers.get("x-shopkeys-refreshed") == "true" for a in answers)
+    after = await driver.stored(connection["id"])
+    assert after.access_token != before.access_token
+
+
+async def test_a_dead_authorization_marks_the_connection_and_answers_409(driver: Driver) -> None:
+    connection = await driver.connect("ecwid")
+    driver.live.simulator("ecwid").uninstall(connection["account_id"])  # type: ignore[attr-defined]
+
+    answer = await _proxy(driver, "GET", connection["id"], "/profile")
+
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["code"] == "needs_reauth"
+    assert await _status(driver, connection["id"]) == "needs_reauth"
+    assert "needs_reauth" in await driver.kinds(connection["id"])
+    again = await _proxy(driver, "GET", connection["id"], "/profile")
+    assert again.status_code == 409
+
+
+# -- rate limits -------------------------------------------------------------------------------
+
+
+async def test_a_429_passes_through_with_its_retry_after(driver: Driver) -> None:
+    connection = await driver.connect("ecwid")
+    sim = driver.live.simulator("ecwid")
+    sim.faults.set("products", Fault(status=429, retry_after=7, times=1))
+
+    answer = await _proxy(driver, "GET", connection["id"], "/products")
+
+    assert answer.status_code == 429
+    assert answer.headers["retry-after"] == "7"
+    assert await _status(driver, connection["id"]) == "active"
+
+
+async def test_aliexpress_ban_in_a_200_body_gains_a_retry_after(driver: Driver) -> None:
+    connection = await driver.connect("aliexpress")
+    sim = driver.live.simulator("aliexpress")
+    sim.ban_seconds = 12  # type: ignore[attr-defined]
+    sim.faults.set("profile", Fault(platform_error="ApiCallLimit", times=1))
+
+    answer = await _proxy(
+        driver,
+        "GET",
+        connection["id"],
+        "/sync",
+        params={"method": "aliexpress.merchant.profile.get"},
+    )
+
+    assert answer.status_code == 200
+    assert answer.json()["error_response"]["code"] == "ApiCallLimit"
+    assert answer.headers["retry-after"] == "12"
+
+
+# -- what passes, what does not ------------------------------------------------------------------
+
+
+async def test_bad_paths_and_unknown_connections_get_clear_errors(driver: Driver) -> None:
+    connection = await driver.connect("ecwid")
+    climbing = await _proxy(driver, "GET", connection["id"], "/%2E%2E/1234/profile")
+    assert climbing.status_code == 400 and climbing.json()["error"]["code"] == "bad_path"
+    unknown = await _proxy(driver, "GET", "con_nope", "/profile")
+    assert unknown.status_code == 404
+    keyless = await driver.http.get(f"{driver.url}/v1/proxy/{connection['id']}/profile")
+    assert keyless.status_code == 401
+
+
+# -- streaming ------------------------------------------------------------------------------------
+
+
+class _Gate:
+    """An upstream answer that stops after its first part until the test opens the gate: a proxy
+    that buffered the whole answer would never hand the first part on."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.opened = threading.Event()
+
+    async def endpoint(self, request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a" * self.first
+            await asyncio.to_thread(self.opened.wait, 30)
+            yield b"b" * 1000
+
+        length = request.query_params.get("length")
+        headers = {"content-length": str(self.first + 1000)} if length else None
+        return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+
+
+@pytest.mark.parametrize("with_length", [True, False], ids=["content-length", "chunked"])
+async def test_a_large_answer_streams_without_being_buffered(
+    driver: Driver, with_length: bool
+) -> None:
+    connection = await driver.connect("ecwid")
+    gate = _Gate(first=4 * PEEK_LIMIT)
+    live = driver.live
+    live.app.router.routes.append(Route("/gated/api/v3/{store_id}/export", gate.endpoint))
+    real = live.runtime.providers["ecwid"]
+    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/gated")
+    try:
+        params = {"length": "1"} if with_length else {}
+        url = f"{driver.url}/v1/proxy/{connection['id']}/export"
+        async with driver.http.stream("GET", url, params=params, headers=live.headers) as answer:
+            assert answer.status_code == 200
+            # Never both (RFC 9112 6.3): a length, or chunks.
+            assert ("content-length" in answer.headers) is with_length
+            assert ("transfer-encoding" in answer.headers) is not with_length
+            received = b""
+            chunks = answer.aiter_raw()
+            async with asyncio.timeout(20):
+                while len(received) < gate.first:
+                    received += await anext(chunks)
+            gate.opened.set()
+            async for chunk in chunks:
+                received += chunk
+        assert received == b"a" * gate.first + b"b" * 1000
+    finally:
+        gate.opened.set()
+        live.runtime.providers["ecwid"] = real
+
+
+class _Echo:
+    """An upstream that answers with what it received."""
+
+    async def endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        seen = {
+            "path": request.scope["raw_path"].decode(),
+            "query": request.url.query,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": body.decode(),
+        }
+        return Response(json.dumps(seen), media_type="application/json")
+
+
+async def test_query_body_and_headers_pass_and_the_apps_credentials_do_not(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("ecwid")
+    live = driver.live
+    live.app.router.routes.append(
+        Route("/echo/api/v3/{store_id}/{rest:path}", _Echo().endpoint, methods=["POST"])
+    )
+    real = live.runtime.providers["ecwid"]
+    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/echo")
+    try:
+        answer = await _proxy(
+            driver,
+            "POST",
+            connection["id"],
+            "/orders/search%2Fx?b=2&a=1&a=3",
+            content=b'{"q": "shoes"}',
+            headers={
+                **live.headers,
+                "Content-Type": "application/json",
+                "X-Request-Id": "r-1",
+                "Cookie": "operator=1",
+                "Connection": "X-Hop",
+                "X-Hop": "1",
+            },
+        )
+    finally:
+        live.runtime.providers["ecwid"] = real
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    assert seen["path"] == f"/echo/api/v3/{connection['account_id']}/orders/search%2Fx"
+    assert seen["query"] == "b=2&a=1&a=3"
+    assert seen["body"] == '{"q": "shoes"}'
+    headers = {k: v for k, v in seen["headers"]}
+    stored = await driver.stored(connection["id"])
+    assert headers["authorization"] == f"Bearer {stored.access_token}"
+    assert headers["x-request-id"] == "r-1" and headers["content-type"] == "application/json"
+    assert headers["accept-encoding"] == "gzip, deflate"  # the app's own, passed on
+    assert "cookie" not in headers and "x-hop" not in headers
+    assert live.api_key not in json.dumps(seen)
