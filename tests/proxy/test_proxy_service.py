@@ -279,3 +279,77 @@ async def test_query_body_and_headers_pass_and_the_apps_credentials_do_not(
     assert headers["accept-encoding"] == "gzip, deflate"  # the app's own, passed on
     assert "cookie" not in headers and "x-hop" not in headers
     assert live.api_key not in json.dumps(seen)
+
+
+# -- TikTok Shop's shop_cipher ------------------------------------------------------------------
+
+
+async def test_tiktok_shop_level_calls_get_the_shops_cipher(driver: Driver) -> None:
+    connection = await driver.connect("tiktok_shop")
+    [shop] = connection["shops"]
+    path = "/order/202309/orders"
+
+    only_shop = await _proxy(driver, "GET", connection["id"], path, params={"ids": "5761"})
+    assert only_shop.json()["code"] == 0, only_shop.text
+
+    named = await _proxy(
+        driver,
+        "POST",
+        connection["id"],
+        "/product/202309/products/search",
+        params={"page_size": "10"},
+        json={"status": "ACTIVATE"},  # the signature covers the body
+        headers={**driver.live.headers, "X-Shopkeys-Shop": shop["id"]},
+    )
+    assert named.json()["code"] == 0, named.text
+
+    foreign = await _proxy(
+        driver,
+        "GET",
+        connection["id"],
+        path,
+        params={"ids": "5761"},
+        headers={**driver.live.headers, "X-Shopkeys-Shop": "7000000000000000000"},
+    )
+    assert foreign.status_code == 400 and foreign.json()["error"]["code"] == "bad_api_call"
+
+
+async def test_tiktok_shopless_calls_lose_a_shop_cipher_the_app_sent(driver: Driver) -> None:
+    connection = await driver.connect("tiktok_shop")
+    answer = await _proxy(
+        driver, "GET", connection["id"], "/seller/202309/shops", params={"shop_cipher": "stray"}
+    )
+    assert answer.json()["code"] == 0, answer.text
+
+
+async def test_aliexpress_business_call_in_a_form_body(driver: Driver) -> None:
+    connection = await driver.connect("aliexpress")
+    answer = await _proxy(
+        driver,
+        "POST",
+        connection["id"],
+        "/sync",
+        data={
+            "method": "aliexpress.solution.product.list.get",
+            "aeop_a_e_product_list_query": json.dumps(
+                {"current_page": 1, "page_size": 5, "product_status_type": "onSelling"}
+            ),
+        },
+    )
+    assert "aliexpress_solution_product_list_get_response" in answer.json(), answer.text
+
+
+async def test_a_large_file_streams_through_with_its_length(driver: Driver) -> None:
+    connection = await driver.connect("ecwid")
+    size = 8 * 1024 * 1024
+    url = f"{driver.url}/v1/proxy/{connection['id']}/products/1/files/{size}"
+    received = 0
+    async with driver.http.stream("GET", url, headers=driver.live.headers) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-length"] == str(size)
+        assert "transfer-encoding" not in answer.headers
+        async for chunk in answer.aiter_bytes():
+            expected = bytes((received + i) % 251 for i in range(len(chunk)))
+            assert chunk == expected
+            received += len(chunk)
+    assert received == size
