@@ -268,3 +268,39 @@ async def test_a_reconnect_during_a_refresh_wins(vault: Vault, clock: FakeClock)
     assert (await refreshing).access_token == reconnected.access_token
     stored = await vault.connections.tokens(connection_id)
     assert stored is not None and stored.refresh_token == reconnected.refresh_token
+
+
+async def test_a_rejected_token_is_refreshed_once_however_late_others_report_it(
+    vault: Vault, clock: FakeClock
+) -> None:
+    platform = FakeProvider()
+    tokens = service(vault, clock, shopline=platform)
+    connection_id = await connect(vault)
+    rejected = grant().access_token
+    platform.answers.append(new_grant(clock))
+
+    # The token has life left by its expiry, but the platform said it expired.
+    first = await tokens.after_expired(connection_id, rejected)
+    # A caller that sent the same token before the refresh landed reports it afterwards.
+    late = await tokens.after_expired(connection_id, rejected)
+
+    assert first.access_token == late.access_token == new_grant(clock).access_token
+    assert len(platform.calls) == 1
+    assert await kinds(vault, connection_id) == ["connected", "refreshed"]
+
+
+async def test_a_refused_authorization_marks_the_connection_unless_its_token_changed(
+    vault: Vault, clock: FakeClock
+) -> None:
+    platform = FakeProvider()
+    tokens = service(vault, clock, shopline=platform)
+    connection_id = await connect(vault)
+    stale = "an-access-token-replaced-since"
+
+    current = await tokens.after_refused(connection_id, stale, dead())
+    assert current.access_token == grant().access_token
+    with pytest.raises(ConnectionUnusable):
+        await tokens.after_refused(connection_id, grant().access_token, dead())
+    connection = await vault.connections.get(connection_id)
+    assert connection is not None and connection.status == NEEDS_REAUTH
+    assert platform.calls == []

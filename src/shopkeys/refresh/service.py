@@ -89,6 +89,9 @@ class Mode(Enum):
     FORCED = "forced"
     #: The scheduler found it due: refresh if it is still due.
     DUE = "due"
+    #: The platform refused the access token as expired: refresh unless another caller (in
+    #: this process or another) has replaced that token meanwhile.
+    REJECTED = "rejected"
 
 
 def new_owner() -> str:
@@ -209,10 +212,9 @@ class TokenService:
         """A token to retry with after the platform called `used` expired: the stored one when
         another caller replaced it meanwhile, else a new one from a refresh (joining any in
         flight), so a burst of refused calls costs one refresh."""
-        current = await self.fresh_token(connection_id)
-        if current.access_token != used:
-            return current
-        return await self.refresh(connection_id)
+        token, _ = await self._once(connection_id, Mode.REJECTED, rejected=used)
+        assert token is not None  # like on demand, every outcome without a token raises
+        return token
 
     async def after_refused(
         self, connection_id: str, used: str, error: AuthorizationDead
@@ -263,13 +265,18 @@ class TokenService:
     # -- one refresh per connection ---------------------------------------------------------
 
     async def _once(
-        self, connection_id: str, mode: Mode, read: StoredTokens | None = None
+        self,
+        connection_id: str,
+        mode: Mode,
+        read: StoredTokens | None = None,
+        *,
+        rejected: str | None = None,
     ) -> tuple[FreshToken | None, Outcome]:
         while True:
             task = self._inflight.get(connection_id)
             mine = task is None
             if task is None:
-                refreshing = self._refresh(connection_id, mode, read)
+                refreshing = self._refresh(connection_id, mode, read, rejected)
                 task = asyncio.get_running_loop().create_task(refreshing)
                 self._inflight[connection_id] = task
                 task.add_done_callback(lambda _: self._inflight.pop(connection_id, None))
@@ -279,7 +286,11 @@ class TokenService:
             # A joined refresh of another kind may not have done what this caller asked (the
             # scheduler's gives up on a connection another instance holds; an app's refresh
             # skips a token with life left): then it is this caller's turn.
-            unmet = token is None or (mode is Mode.FORCED and outcome is Outcome.SKIPPED)
+            unmet = (
+                token is None
+                or (mode is Mode.FORCED and outcome is Outcome.SKIPPED)
+                or (mode is Mode.REJECTED and token.access_token == rejected)
+            )
             if mine or not unmet:
                 return token, outcome
 
@@ -296,7 +307,11 @@ class TokenService:
         return stored
 
     async def _refresh(
-        self, connection_id: str, mode: Mode, read: StoredTokens | None = None
+        self,
+        connection_id: str,
+        mode: Mode,
+        read: StoredTokens | None = None,
+        rejected: str | None = None,
     ) -> tuple[FreshToken | None, Outcome]:
         started = time.perf_counter()
         waited_on: int | None = None
@@ -306,8 +321,11 @@ class TokenService:
             else:
                 stored = await self._load(connection_id)
             connection = stored.connection
-            if waited_on is not None and connection.version != waited_on:
-                # Another instance's refresh landed while we waited: its token is ours too.
+            if _replaced(stored, rejected) or (
+                waited_on is not None and connection.version != waited_on
+            ):
+                # Another caller replaced the rejected token, or another instance's refresh
+                # landed while we waited: its token is ours too.
                 return self._finish(stored, Outcome.JOINED, started)
             now = self.clock()
             provider = self.providers.get(connection.provider)
@@ -345,7 +363,9 @@ class TokenService:
                 and connection.lease_expires_at > now + self.call_timeout
             )
             if claimed:
-                return await self._refresh_holding(connection_id, provider, mode, started, stored)
+                return await self._refresh_holding(
+                    connection_id, provider, mode, started, stored, rejected
+                )
             if not await self.vault.leases.acquire(connection_id, self.owner, now + self.lease_ttl):
                 metrics.lease_conflict("refresh")
                 if mode is Mode.DUE:
@@ -353,7 +373,9 @@ class TokenService:
                 waited_on = connection.version
                 await self._wait_for_other(connection_id, connection.version)
                 continue
-            return await self._refresh_holding(connection_id, provider, mode, started)
+            return await self._refresh_holding(
+                connection_id, provider, mode, started, rejected=rejected
+            )
 
     async def _wait_for_other(self, connection_id: str, version: int) -> None:
         """Wait until another instance's refresh of the connection lands or its lease lapses."""
@@ -383,6 +405,7 @@ class TokenService:
         mode: Mode,
         started: float,
         read_under_lease: StoredTokens | None = None,
+        rejected: str | None = None,
     ) -> tuple[FreshToken | None, Outcome]:
         """Refresh with the lease held; every way out releases it (the write-back does so in its
         own transaction)."""
@@ -393,6 +416,8 @@ class TokenService:
             stored = read_under_lease or await self._load(connection_id)
             connection = stored.connection
             now = self.clock()
+            if _replaced(stored, rejected):
+                return self._finish(stored, Outcome.JOINED, started)
             still_due = _wanted_whatever_its_life(mode, connection, now)
             if not still_due and has_life(connection.access_expires_at, now, self.min_life):
                 outcome = Outcome.SKIPPED if mode is Mode.DUE else Outcome.JOINED
@@ -574,10 +599,15 @@ class TokenService:
 def _wanted_whatever_its_life(mode: Mode, connection: Connection, now: datetime) -> bool:
     """Whether `mode` refreshes the connection even with life left: an operator's refresh, or
     the scheduler's while the connection is still due."""
-    if mode is Mode.FORCED:
+    if mode is Mode.FORCED or mode is Mode.REJECTED:
         return True
     due = connection.next_refresh_at
     return mode is Mode.DUE and due is not None and due <= now
+
+
+def _replaced(stored: StoredTokens, rejected: str | None) -> bool:
+    """Whether the access token the platform rejected is no longer the stored one."""
+    return rejected is not None and stored.access_token != rejected
 
 
 def _since(started: float) -> float:
