@@ -90,7 +90,7 @@ async def exchange(handler: Handler) -> Grant:
 
 def test_registered_under_its_name() -> None:
     assert get("shopline") is Shopline
-    assert Shopline.refreshable and not Shopline.signs_webhooks
+    assert Shopline.refreshable and Shopline.signs_webhooks
     # Each refresh issues a new pair, whose refresh token dies a day after the new access token.
     assert Shopline.renews_refresh_token is True
 

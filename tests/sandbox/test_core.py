@@ -218,7 +218,7 @@ async def test_dropped_connection_is_a_transport_error(
 async def test_webhook_control_refuses_platforms_that_do_not_sign(
     live_sandbox: LiveSandbox, http: httpx2.AsyncClient
 ) -> None:
-    base = live_sandbox.base_url("shopline")
+    base = live_sandbox.base_url("aliexpress")
     answer = await http.post(
         f"{base}/_sandbox/webhooks", json={"url": "http://127.0.0.1:9/x", "payload": {}}
     )

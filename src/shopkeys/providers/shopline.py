@@ -254,9 +254,8 @@ class Shopline(OAuth2Provider):
     # The refresh token dies `REFRESH_GRACE` after its access token, and each refresh issues a new
     # pair: refreshing pushes the refresh token's deadline back.
     renews_refresh_token: ClassVar[bool] = True
-    # SHOPLINE signs its webhooks (in the URL's `sign`; `read_webhook` verifies them), but this
-    # stays False until tests/providers/test_shopline.py, which pins it, changes with it.
-    signs_webhooks: ClassVar[bool] = False
+    # In the delivery URL's `sign` query parameter, which `read_webhook` verifies.
+    signs_webhooks: ClassVar[bool] = True
 
     def authorization_url(
         self, state: str, redirect_uri: str, scopes: Iterable[str] | None = None
