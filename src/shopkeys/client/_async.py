@@ -10,7 +10,14 @@ import httpx2
 
 from shopkeys.client import _core
 from shopkeys.client._core import DEFAULT_TIMEOUT, Call, Config
-from shopkeys.client.models import Connection, ConnectionPage, ConnectSession, Token
+from shopkeys.client.models import (
+    Connection,
+    ConnectionPage,
+    ConnectSession,
+    Provider,
+    Status,
+    Token,
+)
 
 T = TypeVar("T")
 
@@ -83,7 +90,7 @@ class Client:
         """
         return await self._send(_core.token(connection_id))
 
-    async def current_token(self, end_user_id: str, provider: str | None = None) -> Token:
+    async def current_token(self, end_user_id: str, provider: Provider | None = None) -> Token:
         """The token of the store the end user connected most recently (on `provider`, if given).
 
         `NeedsReauth` when that store needs the merchant again: an older store is never served
@@ -96,9 +103,9 @@ class Client:
     async def connections(
         self,
         *,
-        provider: str | None = None,
+        provider: Provider | None = None,
         end_user_id: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         claimed: bool | None = None,
         limit: int = 50,
         after: str | None = None,
@@ -120,9 +127,9 @@ class Client:
     async def iter_connections(
         self,
         *,
-        provider: str | None = None,
+        provider: Provider | None = None,
         end_user_id: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         claimed: bool | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[Connection]:
@@ -169,7 +176,7 @@ class Client:
     # -- connecting a store -----------------------------------------------------------------------
 
     async def connect_session(
-        self, provider: str, *, end_user_id: str, return_to: str | None = None
+        self, provider: Provider, *, end_user_id: str, return_to: str | None = None
     ) -> ConnectSession:
         """A connect link for the merchant `end_user_id`: send them to `session.url`."""
         return await self._send(_core.connect_session(provider, end_user_id, return_to))

@@ -40,7 +40,10 @@ class Config:
     def of(cls, base_url: str, api_key: str, timeout: httpx2.Timeout | float | None) -> Config:
         if not _HEADER_SAFE.fullmatch(api_key):
             raise ValueError("api_key must be the key itself (sk_...), without spaces")
-        url = httpx2.URL(base_url)
+        try:
+            url = httpx2.URL(base_url)
+        except httpx2.InvalidURL:
+            raise ValueError("base_url is not a URL") from None
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
                 "base_url must be the service's http(s) URL, e.g. http://127.0.0.1:8000"

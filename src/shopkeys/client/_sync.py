@@ -10,7 +10,14 @@ import httpx2
 
 from shopkeys.client import _core
 from shopkeys.client._core import DEFAULT_TIMEOUT, Call, Config
-from shopkeys.client.models import Connection, ConnectionPage, ConnectSession, Token
+from shopkeys.client.models import (
+    Connection,
+    ConnectionPage,
+    ConnectSession,
+    Provider,
+    Status,
+    Token,
+)
 
 T = TypeVar("T")
 
@@ -81,7 +88,7 @@ class SyncClient:
         """
         return self._send(_core.token(connection_id))
 
-    def current_token(self, end_user_id: str, provider: str | None = None) -> Token:
+    def current_token(self, end_user_id: str, provider: Provider | None = None) -> Token:
         """The token of the store the end user connected most recently (on `provider`, if given).
 
         `NeedsReauth` when that store needs the merchant again: an older store is never served
@@ -94,9 +101,9 @@ class SyncClient:
     def connections(
         self,
         *,
-        provider: str | None = None,
+        provider: Provider | None = None,
         end_user_id: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         claimed: bool | None = None,
         limit: int = 50,
         after: str | None = None,
@@ -118,9 +125,9 @@ class SyncClient:
     def iter_connections(
         self,
         *,
-        provider: str | None = None,
+        provider: Provider | None = None,
         end_user_id: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
         claimed: bool | None = None,
         page_size: int = 100,
     ) -> Iterator[Connection]:
@@ -166,7 +173,7 @@ class SyncClient:
     # -- connecting a store -----------------------------------------------------------------------
 
     def connect_session(
-        self, provider: str, *, end_user_id: str, return_to: str | None = None
+        self, provider: Provider, *, end_user_id: str, return_to: str | None = None
     ) -> ConnectSession:
         """A connect link for the merchant `end_user_id`: send them to `session.url`."""
         return self._send(_core.connect_session(provider, end_user_id, return_to))

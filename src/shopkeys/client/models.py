@@ -1,7 +1,8 @@
 """What the API answers, as typed values.
 
 Read leniently: fields the service adds later are ignored, so an older client keeps working with
-a newer service. Providers and statuses are plain strings for the same reason.
+a newer service. Providers and statuses in answers are plain strings for the same reason; the
+arguments are typed with `Provider` and `Status`, so that a misspelt filter fails in mypy.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-#: The platforms shopkeys connects to today (a newer service may know more).
+#: The platforms shopkeys connects to.
 Provider = Literal["aliexpress", "tiktok_shop", "shopline", "ecwid"]
 #: A connection's status.
 Status = Literal["active", "needs_reauth", "revoked"]
