@@ -1,4 +1,5 @@
-"""Prometheus counters of what the refresh engine, scheduler and event outbox do.
+"""Prometheus counters of what the refresh engine, scheduler, event outbox, API proxy and
+webhook inbox do.
 
 The metrics live in their own `REGISTRY`, not the client's global one, so only shopkeys' own
 metrics are served and tests can read them without what other libraries register. Labels carry
@@ -27,6 +28,10 @@ _NOT_TIMED = frozenset({"joined", "skipped"})
 
 LEASE_KINDS = ("refresh", "claim")
 DELIVERY_OUTCOMES = ("delivered", "retry", "given_up")
+#: How a call through the proxy ended: the platform's status class, or shopkeys' own refusal.
+PROXY_OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "refused")
+#: What became of a webhook a platform sent.
+WEBHOOK_OUTCOMES = ("accepted", "duplicate", "refused")
 
 _refreshes = Counter(
     "shopkeys_refreshes",
@@ -65,11 +70,44 @@ _deliveries = Counter(
     registry=REGISTRY,
 )
 
+_proxy_calls = Counter(
+    "shopkeys_proxy_calls",
+    "Calls through the API proxy, by provider and outcome (the platform's status class, or "
+    "refused: shopkeys answered itself, with 4xx or 5xx).",
+    ("provider", "outcome"),
+    registry=REGISTRY,
+)
+_proxy_retries = Counter(
+    "shopkeys_proxy_retries",
+    "Proxied calls sent again after the platform called the access token expired.",
+    ("provider",),
+    registry=REGISTRY,
+)
+_proxy_queued = Histogram(
+    "shopkeys_proxy_queue_wait_seconds",
+    "How long proxied calls waited for their turn under the platform's published rate.",
+    ("provider",),
+    buckets=(0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+_webhooks = Counter(
+    "shopkeys_webhooks_received",
+    "Webhooks the platforms sent, by provider and what became of them.",
+    ("provider", "outcome"),
+    registry=REGISTRY,
+)
+
 # Every known label value starts at zero, so dashboards and rate() see a series from the start.
 for _provider in Platform:
     _refresh_duration.labels(provider=_provider.value)
     for _outcome in REFRESH_OUTCOMES:
         _refreshes.labels(provider=_provider.value, outcome=_outcome)
+    _proxy_retries.labels(provider=_provider.value)
+    _proxy_queued.labels(provider=_provider.value)
+    for _outcome in PROXY_OUTCOMES:
+        _proxy_calls.labels(provider=_provider.value, outcome=_outcome)
+    for _outcome in WEBHOOK_OUTCOMES:
+        _webhooks.labels(provider=_provider.value, outcome=_outcome)
 for _kind in LEASE_KINDS:
     _lease_conflicts.labels(kind=_kind)
 for _outcome in DELIVERY_OUTCOMES:
@@ -97,3 +135,24 @@ def scheduler_sweep(claimed: int) -> None:
 def event_delivery(outcome: str) -> None:
     """Count one attempt to deliver an event (`delivered`, `retry` or `given_up`)."""
     _deliveries.labels(outcome=outcome).inc()
+
+
+def proxy_call(provider: str, status: int | None) -> None:
+    """Count one proxied call: the platform's `status`, or None when shopkeys refused it."""
+    outcome = f"{status // 100}xx" if status is not None and 200 <= status < 600 else "refused"
+    _proxy_calls.labels(provider=provider, outcome=outcome).inc()
+
+
+def proxy_retry(provider: str) -> None:
+    """Count one proxied call sent again with a refreshed token."""
+    _proxy_retries.labels(provider=provider).inc()
+
+
+def proxy_queued(provider: str, seconds: float) -> None:
+    """Note how long one proxied call waited for its turn."""
+    _proxy_queued.labels(provider=provider).observe(seconds)
+
+
+def webhook_received(provider: str, outcome: str) -> None:
+    """Count one webhook from `provider`: `accepted`, `duplicate` or `refused`."""
+    _webhooks.labels(provider=provider, outcome=outcome).inc()

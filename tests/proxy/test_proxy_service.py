@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from shopkeys.metrics import REGISTRY
 from shopkeys.providers.ecwid import Ecwid
 from shopkeys.proxy.forward import PEEK_LIMIT
 from shopkeys.sandbox.core import Fault
@@ -36,6 +37,15 @@ async def _status(driver: Driver, connection_id: str) -> str:
     shown = await driver.api("GET", f"/v1/connections/{connection_id}")
     status: str = shown.json()["status"]
     return status
+
+
+def _sample(metric: str, **labels: str) -> float:
+    """A proxy metric for TikTok Shop, read from the registry the live service counts in."""
+    value = REGISTRY.get_sample_value(
+        f"shopkeys_proxy_{metric}_total", {"provider": "tiktok_shop", **labels}
+    )
+    assert value is not None
+    return value
 
 
 # -- each platform's credentials, added its way ---------------------------------------------------
@@ -97,6 +107,7 @@ async def test_an_expired_token_is_refreshed_once_and_the_call_sent_again(driver
     # platform's 105002 can tell.
     sim.access_tokens[before.access_token].expires_at = datetime.now(UTC) - timedelta(seconds=1)  # type: ignore[attr-defined]
     refreshes = sim.calls["refresh"]
+    calls, retries = _sample("calls", outcome="2xx"), _sample("retries")
 
     answers = await asyncio.gather(
         *(_proxy(driver, "GET", connection["id"], "/authorization/202309/shops") for _ in range(8))
@@ -108,6 +119,10 @@ async def test_an_expired_token_is_refreshed_once_and_the_call_sent_again(driver
     assert any(a.headers.get("x-shopkeys-refreshed") == "true" for a in answers)
     after = await driver.stored(connection["id"])
     assert after.access_token != before.access_token
+    assert _sample("calls", outcome="2xx") == calls + 8
+    assert _sample("retries") == retries + sum(
+        a.headers.get("x-shopkeys-refreshed") == "true" for a in answers
+    )
 
 
 async def test_a_dead_authorization_marks_the_connection_and_answers_409(driver: Driver) -> None:

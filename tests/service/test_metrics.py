@@ -31,6 +31,9 @@ COUNTERS = (
     "shopkeys_scheduler_sweeps_total",
     "shopkeys_scheduler_claimed_total",
     "shopkeys_event_deliveries_total",
+    "shopkeys_proxy_calls_total",
+    "shopkeys_proxy_retries_total",
+    "shopkeys_webhooks_received_total",
 )
 GAUGES = ("shopkeys_connections", "shopkeys_events_pending", "shopkeys_events_failed")
 

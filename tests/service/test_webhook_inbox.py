@@ -24,6 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from shopkeys.clock import utc_now
+from shopkeys.metrics import REGISTRY
 from shopkeys.sandbox.core import SignedWebhook
 from shopkeys.store.deliveries import DELIVERED
 from shopkeys.store.tables import DeliveryRow, EventRow, WebhookReceiptRow
@@ -77,6 +78,15 @@ async def _deliver(driver: Driver, provider: str, webhook: SignedWebhook) -> Any
     return await driver.http.post(url, headers=webhook.headers, content=webhook.body)
 
 
+def _received(outcome: str) -> float:
+    """TikTok Shop webhooks counted with `outcome` in the registry the live service counts in."""
+    value = REGISTRY.get_sample_value(
+        "shopkeys_webhooks_received_total", {"provider": "tiktok_shop", "outcome": outcome}
+    )
+    assert value is not None
+    return value
+
+
 async def _count(vault: Vault, query: Any) -> int:
     async with vault.engine.connect() as connection:
         return int(await connection.scalar(query) or 0)
@@ -95,11 +105,14 @@ async def test_a_verified_webhook_reaches_the_app_once(driver: Driver) -> None:
     shop_id = connection["shops"][0]["id"]
     sim = driver.live.simulator("tiktok_shop")
     webhook = sim.webhook({"type": 1, "shop_id": shop_id, "data": {"order_id": "576"}})
+    counted = {outcome: _received(outcome) for outcome in ("accepted", "duplicate")}
 
     first = await _post(driver, "tiktok_shop", webhook)
     assert first.status_code == 200 and first.json() == {"received": True, "duplicate": False}
     again = await _post(driver, "tiktok_shop", webhook)  # TikTok retrying it
     assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert _received("accepted") == counted["accepted"] + 1
+    assert _received("duplicate") == counted["duplicate"] + 1
 
     [forwarded] = await _forwarded(driver.vault)
     assert forwarded["type"] == "webhook.received"

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import httpx2
 
+from shopkeys import metrics
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -89,6 +90,17 @@ class ApiProxy:
         """
         token = self.tokens.cached(connection_id) or await self.tokens.fresh_token(connection_id)
         provider = self._provider(token.provider)
+        try:
+            answer = await self._send(connection_id, token, provider, call)
+        except Exception:
+            metrics.proxy_call(provider.name, None)
+            raise
+        metrics.proxy_call(provider.name, answer.status)
+        return answer
+
+    async def _send(
+        self, connection_id: str, token: FreshToken, provider: Provider, call: ApiCall
+    ) -> ProxiedAnswer:
         retried = False
         while True:
             upstream = await self._send_once(provider, token, call)
@@ -104,6 +116,7 @@ class ApiProxy:
                 return _answer(upstream, head, rest, retried, error)
             await upstream.aclose()
             log.info("%s call for %s sent again with a new token", provider.name, connection_id)
+            metrics.proxy_retry(provider.name)
             token, retried = again, True
 
     async def _retry_token(
@@ -136,7 +149,7 @@ class ApiProxy:
         limit = provider.api_calls_per_minute
         if self.pacer is not None and limit:
             try:
-                await self.pacer.wait_turn(token.connection_id, limit)
+                waited = await self.pacer.wait_turn(token.connection_id, limit)
             except QueueTooLong as full:
                 raise RateLimited(
                     f"more calls than {provider.display_name} takes ({limit} a minute) are "
@@ -145,6 +158,8 @@ class ApiProxy:
                     endpoint="proxy",
                     retry_after=full.wait,
                 ) from None
+            if waited:
+                metrics.proxy_queued(provider.name, waited)
         try:
             return await self.http.send(request, stream=True)
         except httpx2.TimeoutException:

@@ -13,6 +13,7 @@ import logging
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from shopkeys import metrics
 from shopkeys.errors import NotSupported
 from shopkeys.platform import Platform
 from shopkeys.providers.inbound import BadSignature, MalformedWebhook
@@ -39,12 +40,15 @@ async def receive_webhook(request: Request, provider: str) -> Response:
     except NotSupported as exc:
         return error_response(404, "not_supported", str(exc))
     except BadSignature as exc:
+        metrics.webhook_received(provider, "refused")
         log.warning("%s webhook refused: %s", provider, exc)
         return error_response(401, exc.code, str(exc))
     except MalformedWebhook as exc:
+        metrics.webhook_received(provider, "refused")
         log.warning("%s webhook refused: %s", provider, exc)
         return error_response(400, exc.code, str(exc))
     receipt = await runtime.vault.inbox.receive(webhook)
+    metrics.webhook_received(provider, "duplicate" if receipt.duplicate else "accepted")
     log.info(
         "%s webhook %s (%s) for %s%s",
         provider,
