@@ -1,5 +1,6 @@
 """The Python client against the live service, on both databases, the async and the sync client
-alike: tokens, connections and their pages, connect sessions, and every kind of error."""
+alike: tokens, connections and their pages, connect sessions, every kind of error, and calls to
+each platform's API through `api()` and the proxy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx2
 import pytest
 
 from shopkeys.api_keys import ApiKeys
@@ -24,6 +26,7 @@ from shopkeys.client import (
     ShopkeysApiError,
     SyncClient,
     Unauthorized,
+    error_from_response,
 )
 from shopkeys.sandbox.browser import callback_params, press
 from shopkeys.sandbox.core import Fault
@@ -302,3 +305,57 @@ async def test_rate_limited(driver: Driver, shopkeys: Either) -> None:
     assert limited.value.code == "rate_limited"
     assert limited.value.retry_after == 30
     assert_hidden(driver, limited.value)
+
+
+# -- the platform's API through api() --------------------------------------------------------------
+
+
+async def through(
+    shopkeys: Either, cid: str, method: str, path: str, **kwargs: Any
+) -> httpx2.Response:
+    """One call on a fresh `api()` client, closed after it."""
+    shop = kwargs.pop("shop", None)
+    if isinstance(shopkeys.client, Client):
+        async with shopkeys.client.api(cid, shop=shop) as api:
+            answer = await api.request(method, path, **kwargs)
+    else:
+        with shopkeys.client.api(cid, shop=shop) as sync_api:
+            answer = sync_api.request(method, path, **kwargs)
+    assert answer.request.url.path.startswith(f"/v1/proxy/{cid}/")
+    return answer
+
+
+async def test_api_calls_each_platform_through_the_proxy(driver: Driver, shopkeys: Either) -> None:
+    ecwid = await driver.connect("ecwid")
+    profile = await through(shopkeys, ecwid["id"], "GET", "/profile")
+    assert profile.status_code == 200, profile.text
+    assert str(profile.json()["generalInfo"]["storeId"]) == ecwid["account_id"]
+    listed = await through(shopkeys, ecwid["id"], "GET", "/products", params={"limit": 1})
+    assert listed.status_code == 200, listed.text
+
+    tiktok = await driver.connect("tiktok_shop")
+    [shop] = tiktok["shops"]
+    found = await through(
+        shopkeys,
+        tiktok["id"],
+        "POST",
+        "/product/202309/products/search",
+        params={"page_size": "10"},
+        json={"status": "ACTIVATE"},
+        shop=shop["id"],
+    )
+    assert found.status_code == 200 and found.json()["code"] == 0, found.text
+
+    aliexpress = await driver.connect("aliexpress")
+    method = {"method": "aliexpress.merchant.profile.get"}
+    merchant = await through(shopkeys, aliexpress["id"], "GET", "/sync", params=method)
+    assert "aliexpress_merchant_profile_get_response" in merchant.json(), merchant.text
+
+    # Shopkeys' own refusals come back as answers too; error_from_response reads them.
+    foreign = await through(
+        shopkeys, tiktok["id"], "GET", "/order/202309/orders", params={"ids": "1"}, shop="7"
+    )
+    refused = error_from_response(foreign)
+    assert isinstance(refused, BadRequest) and refused.code == "bad_api_call"
+    missing = error_from_response(await through(shopkeys, "con_nothing", "GET", "/profile"))
+    assert isinstance(missing, NotFound)
