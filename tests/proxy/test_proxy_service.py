@@ -368,3 +368,19 @@ async def test_a_large_file_streams_through_with_its_length(driver: Driver) -> N
             assert chunk == expected
             received += len(chunk)
     assert received == size
+
+
+async def test_a_tiktok_deauthorization_marks_the_connection_at_the_next_call(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("tiktok_shop")
+    sim = driver.live.simulator("tiktok_shop")
+    sim.deauthorize(connection["shops"][0]["id"])  # type: ignore[attr-defined]
+
+    answer = await _proxy(driver, "GET", connection["id"], "/authorization/202309/shops")
+
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "needs_reauth"
+    assert await _status(driver, connection["id"]) == "needs_reauth"
+    # The platform's words reach the app; the token never does.
+    stored = await driver.stored(connection["id"])
+    assert stored.access_token not in answer.text
