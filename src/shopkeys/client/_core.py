@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import httpx2
 
-from shopkeys import __version__
 from shopkeys.client.errors import error_from_response, unexpected
 from shopkeys.client.models import Connection, ConnectionPage, ConnectSession, Token
+from shopkeys.version import __version__
 
 T = TypeVar("T")
 

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-from shopkeys import __version__
 from shopkeys.errors import (
     AccessExpired,
     AuthorizationDead,
@@ -47,6 +46,7 @@ from shopkeys.providers.inbound import (
     json_object,
 )
 from shopkeys.providers.oauth2 import ERROR_CLASSES, OAuth2Provider
+from shopkeys.version import __version__
 
 #: The platform's docs: "The refresh token will expire within one day after the access token has
 #: expired." The token response does not say when, so this is how we know.

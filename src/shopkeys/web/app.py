@@ -21,13 +21,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
-from shopkeys import __version__
 from shopkeys.background import Background
 from shopkeys.clock import Clock, utc_now
 from shopkeys.config import Settings
 from shopkeys.crypto import DecryptionError
 from shopkeys.redact import guard_logs
 from shopkeys.runtime import open_runtime
+from shopkeys.version import __version__
 from shopkeys.web import (
     api,
     connection_page,
