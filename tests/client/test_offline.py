@@ -356,6 +356,7 @@ def test_the_client_talks_http_only() -> None:
         "shopkeys.client._sync",
         "shopkeys.client.errors",
         "shopkeys.client.models",
+        "shopkeys.version",
     }, ours
     for heavy in ("fastapi", "starlette", "sqlalchemy", "pydantic", "cryptography"):
         assert heavy not in modules
