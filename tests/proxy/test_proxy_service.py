@@ -196,12 +196,16 @@ class _Gate:
     def __init__(self, first: int) -> None:
         self.first = first
         self.opened = threading.Event()
+        self.ended = threading.Event()
 
     async def endpoint(self, request: Request) -> Response:
         async def body() -> AsyncIterator[bytes]:
-            yield b"a" * self.first
-            await asyncio.to_thread(self.opened.wait, 30)
-            yield b"b" * 1000
+            try:
+                yield b"a" * self.first
+                await asyncio.to_thread(self.opened.wait, 30)
+                yield b"b" * 1000
+            finally:
+                self.ended.set()
 
         length = request.query_params.get("length")
         headers = {"content-length": str(self.first + 1000)} if length else None
@@ -384,3 +388,28 @@ async def test_a_tiktok_deauthorization_marks_the_connection_at_the_next_call(
     # The platform's words reach the app; the token never does.
     stored = await driver.stored(connection["id"])
     assert stored.access_token not in answer.text
+
+
+async def test_an_app_that_goes_away_mid_answer_releases_the_platforms_connection(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("ecwid")
+    gate = _Gate(first=4 * PEEK_LIMIT)
+    live = driver.live
+    live.app.router.routes.append(Route("/gated/api/v3/{store_id}/export", gate.endpoint))
+    real = live.runtime.providers["ecwid"]
+    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/gated")
+    try:
+        url = f"{driver.url}/v1/proxy/{connection['id']}/export"
+        # Its own connection, closed as the block ends.
+        async with (
+            httpx2.AsyncClient() as app,
+            app.stream("GET", url, headers=live.headers) as answer,
+        ):
+            await anext(answer.aiter_raw())
+        # The app hung up with the platform's answer half sent: the proxy must close its own
+        # connection to the platform, which the platform sees as the end of its stream.
+        assert await asyncio.to_thread(gate.ended.wait, 20)
+    finally:
+        gate.opened.set()
+        live.runtime.providers["ecwid"] = real

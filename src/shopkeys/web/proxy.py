@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from shopkeys.proxy import ApiCall, call_path
+from shopkeys.proxy import ApiCall, ProxiedAnswer, call_path
 from shopkeys.web.problems import problem_response
 
 PATH: Final = "/v1/proxy/{connection_id}/{path:path}"
@@ -36,14 +36,27 @@ async def proxy_endpoint(request: Request) -> Response:
         answer = await runtime.proxy.send(connection_id, call)
     except Exception as exc:  # mapped to the API's errors; unknown ones are re-raised
         return problem_response(exc)
-    response = StreamingResponse(
-        answer.body, status_code=answer.status, background=BackgroundTask(answer.close)
-    )
-    # Set whole, so repeated headers (Set-Cookie) pass as the platform sent them.
-    response.raw_headers = [
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers
-    ]
-    return response
+    return _Streamed(answer)
+
+
+class _Streamed(StreamingResponse):
+    """The platform's answer, streamed; the upstream connection is released however the
+    streaming ends, even when the app goes away before the first byte (a connection left open
+    would stay taken in the shared pool)."""
+
+    def __init__(self, answer: ProxiedAnswer) -> None:
+        super().__init__(answer.body, status_code=answer.status)
+        # Set whole, so repeated headers (Set-Cookie) pass as the platform sent them.
+        self.raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers
+        ]
+        self._answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._answer.close()
 
 
 def _raw_path(request: Request) -> str:
