@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,13 +61,18 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
 
 @contextmanager
 def shopkeys_process(
-    subcommand: str, port: int, env: dict[str, str], log_path: Path, stop_timeout: float
+    subcommand: str,
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    stop_timeout: float,
+    options: Sequence[str] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`shopkeys SUBCOMMAND --host 127.0.0.1 --port PORT` until the block ends, its stdout and
-    stderr going to `log_path`, in that file's directory."""
+    """`shopkeys SUBCOMMAND --host 127.0.0.1 --port PORT [OPTIONS]` (`--sandbox`, say) until the
+    block ends, its stdout and stderr going to `log_path`, in that file's directory."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*shopkeys_command(), subcommand, "--host", HOST, "--port", str(port)],
+            [*shopkeys_command(), subcommand, "--host", HOST, "--port", str(port), *options],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
