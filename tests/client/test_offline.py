@@ -102,6 +102,27 @@ def test_sync_api_client_reaches_the_proxy(sync_client: SyncClient, recorder: Re
     assert request.headers[SHOP_HEADER] == "7000000001"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://images-cdn.ecwid.com/images/1.jpg",
+        f"{BASE}/v1/connections",
+        f"{BASE}/v1/proxy/{CID}x/products",
+        "http://127.0.0.1:9/v1/proxy/" + CID + "/products",
+    ],
+)
+async def test_api_clients_never_take_the_key_elsewhere(
+    client: Client, sync_client: SyncClient, recorder: Recorder, url: str
+) -> None:
+    async with client.api(CID) as api:
+        with pytest.raises(ValueError, match="only calls the connection's proxy") as refused:
+            await api.get(url)
+    assert KEY not in str(refused.value)
+    with sync_client.api(CID) as api, pytest.raises(ValueError):
+        api.get(url)
+    assert recorder.requests == []
+
+
 async def test_api_clients_share_the_pool_and_end_with_it(recorder: Recorder) -> None:
     client = Client(f"{BASE}/behind/a/prefix/", KEY, transport=httpx2.MockTransport(recorder))
     # Closing an api() client leaves the Client and its pool working.

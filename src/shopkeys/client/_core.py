@@ -69,6 +69,20 @@ class Config:
         return f"{self.base_url}/v1/proxy/{_segment(connection_id)}"
 
 
+def check_proxied(request: httpx2.Request, proxy_url: str) -> None:
+    """Refuse an `api()` request that would leave the connection's proxy: an absolute URL (a
+    platform's image link, say) would otherwise carry the API key to another host."""
+    url, proxy = request.url, httpx2.URL(proxy_url)
+    inside = (url.scheme, url.host, url.port) == (proxy.scheme, proxy.host, proxy.port) and (
+        url.raw_path.split(b"?")[0] + b"/"
+    ).startswith(proxy.raw_path.rstrip(b"/") + b"/")
+    if not inside:
+        raise ValueError(
+            "an api() client only calls the connection's proxy: pass the platform's path "
+            f"(such as /products), not a URL elsewhere ({url.scheme}://{url.host})"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
     """One API request and how to read its answer."""

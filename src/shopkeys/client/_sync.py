@@ -9,7 +9,7 @@ from typing import TypeVar
 import httpx2
 
 from shopkeys.client import _core
-from shopkeys.client._core import DEFAULT_TIMEOUT, Call, Config
+from shopkeys.client._core import DEFAULT_TIMEOUT, Call, Config, check_proxied
 from shopkeys.client.models import (
     Connection,
     ConnectionPage,
@@ -193,19 +193,21 @@ class SyncClient:
             base_url=self._config.proxy_url(connection_id),
             headers=self._config.headers(shop),
             timeout=self._config.timeout,
-            transport=_Borrowed(self),
+            transport=_Borrowed(self, self._config.proxy_url(connection_id)),
         )
 
 
 class _Borrowed(httpx2.BaseTransport):
     """The owner's transport, lent to an `api()` client: closing the borrower leaves it open."""
 
-    def __init__(self, owner: SyncClient) -> None:
+    def __init__(self, owner: SyncClient, proxy_url: str) -> None:
         self._owner = owner
+        self._proxy_url = proxy_url
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._owner.closed:
             raise RuntimeError("the shopkeys SyncClient that made this api() client is closed")
+        check_proxied(request, self._proxy_url)
         return self._owner._transport.handle_request(request)
 
     def close(self) -> None:
