@@ -20,6 +20,7 @@ from shopkeys.metrics import REGISTRY
 from shopkeys.providers.ecwid import Ecwid
 from shopkeys.proxy.forward import PEEK_LIMIT
 from shopkeys.sandbox.core import Fault
+from shopkeys.web.limits import PROXY_BODY_LIMIT
 from tests.service import test_connect_flow as flow
 from tests.service.test_connect_flow import Driver
 
@@ -413,3 +414,67 @@ async def test_an_app_that_goes_away_mid_answer_releases_the_platforms_connectio
     finally:
         gate.opened.set()
         live.runtime.providers["ecwid"] = real
+
+
+async def test_odd_headers_bodies_and_statuses_pass_without_a_server_error(
+    driver: Driver,
+) -> None:
+    connection = await driver.connect("ecwid")
+    live = driver.live
+
+    async def odd(request: Request) -> Response:
+        if request.query_params.get("status") == "204":
+            return Response(status_code=204)
+        headers = [(b"content-disposition", 'attachment; filename="Größe €.csv"'.encode())]
+        seen = request.headers.get("x-note", "").encode("latin-1")
+        response = Response(seen, media_type="text/plain")
+        response.raw_headers.extend(headers)
+        return response
+
+    live.app.router.routes.append(Route("/odd/api/v3/{store_id}/export", odd))
+    real = live.runtime.providers["ecwid"]
+    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/odd")
+    try:
+        note = "café".encode()  # UTF-8 bytes in a header value: obs-text to HTTP
+        answer = await _proxy(
+            driver,
+            "GET",
+            connection["id"],
+            "/export",
+            headers=[*live.headers.items(), ("x-note", note)],
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.content == note
+        disposition = dict(answer.headers.raw)[b"content-disposition"]
+        assert disposition == 'attachment; filename="Größe €.csv"'.encode()
+        empty = await _proxy(driver, "GET", connection["id"], "/export", params={"status": "204"})
+        assert empty.status_code == 204 and "content-length" not in empty.headers
+    finally:
+        live.runtime.providers["ecwid"] = real
+
+
+async def test_bodies_over_the_limit_and_undecodable_forms_are_refused(driver: Driver) -> None:
+    connection = await driver.connect("aliexpress")
+    # A GET too: the proxy forwards bodies whatever the method. Only the head is sent: a body
+    # declared too large is refused before it is read.
+    host = driver.url.removeprefix("http://")
+    reader, writer = await asyncio.open_connection(*host.split(":"))
+    writer.write(
+        f"GET /v1/proxy/{connection['id']}/sync HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {driver.live.api_key}\r\n"
+        f"Content-Length: {PROXY_BODY_LIMIT + 1}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    async with asyncio.timeout(10):
+        status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"413", status_line
+    latin = await _proxy(
+        driver,
+        "POST",
+        connection["id"],
+        "/sync",
+        content=b"method=aliexpress.merchant.profile.get&name=caf\xe9",
+        headers={**driver.live.headers, "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert latin.status_code == 400 and latin.json()["error"]["code"] == "bad_api_call"

@@ -167,7 +167,10 @@ class AliExpress(Provider):
         query = dict(request.url.params)
         form: dict[str, str] | None = None
         if request.headers.get("content-type", "").startswith(_FORM):
-            form = dict(parse_qsl(request.read().decode(), keep_blank_values=True))
+            try:
+                form = dict(parse_qsl(request.read().decode(), keep_blank_values=True))
+            except UnicodeDecodeError:
+                raise BadApiCall("an AliExpress form body must be UTF-8") from None
         params = {**query, **(form or {})}
         if path.startswith("/rest/"):
             api_name = path[len("/rest") :]

@@ -234,8 +234,10 @@ class Provider(ABC):
         app named, for platforms where a call acts on one shop of several.
         """
         url = self.api_call_url(path, account_id)
+        # As bytes: a header may carry any octet HTTP allows, which httpx2 would not encode.
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         return httpx2.Request(
-            method, f"{url}?{query}" if query else url, headers=list(headers), content=content
+            method, f"{url}?{query}" if query else url, headers=raw, content=content
         )
 
     def api_call_url(self, path: str, account_id: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -38,8 +39,9 @@ _NOT_FORWARDED: Final = HOP_BY_HOP | {
     "x-forwarded-proto",
 }
 
-#: Headers of the platform's answer that shopkeys' own server writes for its hop.
-_NOT_RETURNED: Final = HOP_BY_HOP | {"date", "server"}
+#: Headers of the platform's answer that shopkeys' own server writes for its hop, and cookies,
+#: which the platform would set on shopkeys' origin, where the operators' session lives.
+_NOT_RETURNED: Final = HOP_BY_HOP | {"date", "server", "set-cookie"}
 
 #: Names the shop a call acts on, for platforms where one authorization covers several.
 SHOP_HEADER: Final = "x-shopkeys-shop"
@@ -103,8 +105,14 @@ def call_path(raw: str) -> str:
     path = "/" + raw.lstrip("/")
     if path == "/":
         raise BadPath("name the platform's API path after the connection id")
-    for segment in path.split("/"):
-        if unquote(segment) in (".", ".."):
+    # Decoded as far as it goes, and split wherever a server might split (`/`, a backslash, with
+    # `;parameters` cut off): whatever a platform's server does with `%2F` or `%252e`, no
+    # segment may climb.
+    decoded, previous = path, ""
+    while decoded != previous:
+        decoded, previous = unquote(decoded), decoded
+    for segment in re.split(r"[/\\]", decoded):
+        if segment.split(";", 1)[0] in (".", ".."):
             raise BadPath("the API path may not hold `.` or `..` segments")
     return path
 

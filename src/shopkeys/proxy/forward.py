@@ -36,6 +36,9 @@ log = logging.getLogger("shopkeys.proxy")
 #: How much of an answer is read before deciding whether it is one to act on.
 PEEK_LIMIT: Final = 64 * 1024
 
+#: Statuses whose answers have no body, and so no length to state (RFC 9110 8.6).
+_BODILESS_STATUSES: Final = frozenset({204, 304})
+
 #: Set on an answer to a call that was sent again with a refreshed token.
 REFRESHED_HEADER: Final = "x-shopkeys-refreshed"
 
@@ -50,12 +53,17 @@ class PlatformTimeout(PlatformUnreachable):
 
 @dataclass(slots=True)
 class ProxiedAnswer:
-    """The platform's answer as the app gets it; `body` streams, `close` releases the upstream."""
+    """The platform's answer as the app gets it; `body` streams, `close` releases the upstream.
+
+    `whole` is the body when it was read whole (then the upstream is released already): it can be
+    sent as it is, without the cost of streaming.
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: AsyncIterator[bytes]
     upstream: httpx2.Response
+    whole: bytes | None = None
 
     async def close(self) -> None:
         await self.upstream.aclose()
@@ -104,7 +112,12 @@ class ApiProxy:
         retried = False
         while True:
             upstream = await self._send_once(provider, token, call)
-            head, rest = await _peek(upstream)
+            try:
+                head, rest = await _peek(upstream)
+            except BaseException:
+                # Cancelled (the app went away) or broken off: release the connection.
+                await upstream.aclose()
+                raise
             error = None if rest is not None else _classified(provider, upstream, head, token)
             try:
                 again = await self._retry_token(connection_id, token, error, retried=retried)
@@ -113,6 +126,8 @@ class ApiProxy:
                 raise
             # One retry only: its answer is the app's, whatever a third try might say.
             if again is None or retried:
+                if rest is None:
+                    await upstream.aclose()
                 return _answer(upstream, head, rest, retried, error)
             await upstream.aclose()
             log.info("%s call for %s sent again with a new token", provider.name, connection_id)
@@ -197,8 +212,9 @@ async def _peek(upstream: httpx2.Response) -> tuple[bytes, AsyncIterator[bytes] 
             size += len(chunk)
             if size > PEEK_LIMIT:
                 return b"".join(chunks), raw
+    except httpx2.TimeoutException:
+        raise PlatformTimeout("the platform did not finish its answer in time") from None
     except httpx2.TransportError:
-        await upstream.aclose()
         raise PlatformUnreachable("the platform broke off its answer") from None
     return b"".join(chunks), None
 
@@ -224,9 +240,13 @@ def _answer(
     refreshed: bool,
     error: ProviderError | None,
 ) -> ProxiedAnswer:
-    headers = answer_headers(upstream.headers.multi_items())
+    # Latin-1 both ways keeps every byte the platform sent (UTF-8 in a filename, say).
+    headers = answer_headers(
+        (k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.headers.raw
+    )
     names = {name.lower() for name, _ in headers}
-    if rest is None and "content-length" not in names and upstream.request.method != "HEAD":
+    bodiless = upstream.request.method == "HEAD" or upstream.status_code in _BODILESS_STATUSES
+    if rest is None and "content-length" not in names and not bodiless:
         # The whole body is here: say its length rather than stream it in chunks.
         headers.append(("content-length", str(len(head))))
     if isinstance(error, RateLimited) and error.retry_after and "retry-after" not in names:
@@ -234,7 +254,13 @@ def _answer(
         headers.append(("retry-after", str(max(1, round(error.retry_after)))))
     if refreshed:
         headers.append((REFRESHED_HEADER, "true"))
-    return ProxiedAnswer(upstream.status_code, headers, _stream(upstream, head, rest), upstream)
+    return ProxiedAnswer(
+        upstream.status_code,
+        headers,
+        _stream(upstream, head, rest),
+        upstream,
+        whole=head if rest is None else None,
+    )
 
 
 async def _stream(

@@ -221,12 +221,34 @@ class TokenService:
     ) -> FreshToken:
         """After the platform called the authorization behind `used` dead: the stored token to
         retry with when another caller replaced it meanwhile; otherwise the connection is marked
-        `needs_reauth` and `ConnectionUnusable` raised."""
-        stored = await self._load(connection_id)
+        `needs_reauth` and `ConnectionUnusable` raised.
+
+        A refresh under way (here or on another instance) is waited for first, and the mark is
+        made holding the connection's lease: on platforms that revoke the old token when they
+        refresh (SHOPLINE), a call that met the refresh half way must not kill the connection.
+        """
+        inflight = self._inflight.get(connection_id)
+        if inflight is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(inflight)
+        while True:
+            stored = await self._load(connection_id)
+            if stored.access_token != used:
+                return FreshToken.of(stored)
+            expires = self.clock() + self.lease_ttl
+            if await self.vault.leases.acquire(connection_id, self.owner, expires):
+                break
+            await self._wait_for_other(connection_id, stored.connection.version)
+        try:
+            stored = await self._load(connection_id)
+        except BaseException:
+            await asyncio.shield(self.vault.leases.release(connection_id, self.owner))
+            raise
         if stored.access_token != used:
+            await asyncio.shield(self.vault.leases.release(connection_id, self.owner))
             return FreshToken.of(stored)
         marked = await self.vault.connections.record_refresh_failure(
-            connection_id, str(error), dead=True, kind="needs_reauth"
+            connection_id, str(error), dead=True, kind="needs_reauth", lease_owner=self.owner
         )
         raise ConnectionUnusable(
             marked or stored.connection,

@@ -55,7 +55,7 @@ class RequestLimits:
             refusal = error_response(422, "invalid_request", "NUL bytes are not allowed here")
             await refusal(scope, receive, send)
             return
-        if scope["method"] in _BODILESS:
+        if scope["method"] in _BODILESS and not scope["path"].startswith(_PROXY_PREFIX):
             # The hot path is a GET: it pays for the checks above and nothing more.
             await self.app(scope, receive, send)
             return

@@ -7,6 +7,8 @@ its parent's status until it is given its own.
 
 from __future__ import annotations
 
+import math
+
 from starlette.responses import JSONResponse
 
 from shopkeys.errors import (
@@ -94,7 +96,8 @@ def problem_response(exc: Exception) -> JSONResponse:
     message = _message(exc)
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited) and exc.retry_after:
-        headers["Retry-After"] = str(int(exc.retry_after))
+        # Rounded up: waiting a little less than asked is asking to be refused again.
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
     return error_response(status, code, message, **headers)
 
 

@@ -36,6 +36,11 @@ async def proxy_endpoint(request: Request) -> Response:
         answer = await runtime.proxy.send(connection_id, call)
     except Exception as exc:  # mapped to the API's errors; unknown ones are re-raised
         return problem_response(exc)
+    if answer.whole is not None:
+        # Read whole by the peek: sent as is, without a streaming response's task group.
+        response = Response(answer.whole, status_code=answer.status)
+        response.raw_headers = _raw(answer.headers)
+        return response
     return _Streamed(answer)
 
 
@@ -46,10 +51,7 @@ class _Streamed(StreamingResponse):
 
     def __init__(self, answer: ProxiedAnswer) -> None:
         super().__init__(answer.body, status_code=answer.status)
-        # Set whole, so repeated headers (Set-Cookie) pass as the platform sent them.
-        self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers
-        ]
+        self.raw_headers = _raw(answer.headers)
         self._answer = answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,6 +59,11 @@ class _Streamed(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._answer.close()
+
+
+def _raw(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Headers set whole, so repeated ones (Set-Cookie) pass as the platform sent them."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 def _raw_path(request: Request) -> str:
