@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx2
@@ -58,7 +59,14 @@ class Runtime:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.proxy.http.aclose()
         await self.engine.dispose()
+
+
+def _no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing: a cookie one merchant's call was given by a platform
+    must never ride along on another's (one client serves every connection)."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def database_url_of(settings: Settings) -> URL:
@@ -129,7 +137,10 @@ async def open_runtime(
     }
     if transport is not None:
         client_options["transport"] = transport
-    http = httpx2.AsyncClient(**client_options)
+    http = httpx2.AsyncClient(**client_options, cookies=_no_cookies())
+    # The proxy's calls have a pool of their own: long downloads through it never hold up the
+    # refreshes, whose pool is `http`'s.
+    proxy_http = httpx2.AsyncClient(**client_options, cookies=_no_cookies())
     connect = ConnectFlow(
         vault,
         providers,
@@ -170,7 +181,7 @@ async def open_runtime(
         proxy=ApiProxy(
             tokens,
             providers,
-            http,
+            proxy_http,
             pacer=CallPacer(max_wait=settings.proxy_max_wait) if settings.proxy_pacing else None,
         ),
         scheduler=scheduler,

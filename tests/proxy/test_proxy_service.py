@@ -478,3 +478,26 @@ async def test_bodies_over_the_limit_and_undecodable_forms_are_refused(driver: D
         headers={**driver.live.headers, "content-type": "application/x-www-form-urlencoded"},
     )
     assert latin.status_code == 400 and latin.json()["error"]["code"] == "bad_api_call"
+
+
+async def test_a_platforms_cookie_never_rides_along_on_later_calls(driver: Driver) -> None:
+    connection = await driver.connect("ecwid")
+    live = driver.live
+
+    async def cookies(request: Request) -> Response:
+        response = Response(request.headers.get("cookie", "none"), media_type="text/plain")
+        response.set_cookie("platform_session", "merchant-a", path="/")
+        return response
+
+    live.app.router.routes.append(Route("/jar/api/v3/{store_id}/me", cookies))
+    real = live.runtime.providers["ecwid"]
+    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/jar")
+    try:
+        first = await _proxy(driver, "GET", connection["id"], "/me")
+        second = await _proxy(driver, "GET", connection["id"], "/me")
+    finally:
+        live.runtime.providers["ecwid"] = real
+    assert first.text == second.text == "none"
+    assert "set-cookie" not in first.headers
+    # Nothing kept either, where a token call built by the same client would pick it up.
+    assert len(live.runtime.proxy.http.cookies.jar) == 0
