@@ -50,8 +50,6 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,24 +57,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from support import (
-    HOST,
     PROVIDERS,
     Database,
+    Logged,
+    Served,
     add_rows,
     admin_connection,
     bench_settings,
-    clean_environment,
     connection_row,
     cpu_seconds,
     execute_raw,
-    free_port,
     machine_busy_seconds,
     percentile,
     proc_stat,
     recreate_postgres,
+    request_lines,
+    serve_product,
     shopkeys_command,
-    shopkeys_process,
-    wait_until_ok,
 )
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:55433/skbench_dash"
@@ -235,41 +232,6 @@ async def seed(database: Database, connections: int, events: int) -> Seeded:
 # -- the server -----------------------------------------------------------------------------------
 
 
-def product_environment(database: Database) -> dict[str, str]:
-    """The bench's environment without any SHOPKEYS_ setting, plus the database and no
-    scheduler: nothing but the bench's requests touches the database while it measures."""
-    env = clean_environment()
-    env["SHOPKEYS_DATA_DIR"] = str(database.data_dir)
-    env["SHOPKEYS_SCHEDULER"] = "false"
-    if database.configured_url is not None:
-        env["SHOPKEYS_DATABASE_URL"] = database.configured_url
-    return env
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    pid: int
-    log_path: Path
-
-
-@contextmanager
-def serve_product(database: Database, log_path: Path) -> Iterator[Served]:
-    """`shopkeys serve` until the block ends, its stdout and stderr going to `log_path`."""
-    port = free_port()
-    env = product_environment(database)
-    with shopkeys_process("serve", port, env, log_path, stop_timeout=15) as process:
-        url = f"http://{HOST}:{port}"
-        # Start-up, not a measurement: until the sign-in page answers.
-        wait_until_ok(
-            url + SIGNIN,
-            process,
-            lambda: f"shopkeys serve exited:\n{log_path.read_text()[-2000:]}",
-            "shopkeys serve did not start",
-        )
-        yield Served(url, process.pid, log_path)
-
-
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _NEXT = re.compile(r'<a href="([^"]+)" rel="next">')
 _ROW = re.compile(r'<a href="/connections/con_')
@@ -379,31 +341,6 @@ class Sample:
             machine_busy_seconds(),
             own_seconds(),
         )
-
-
-_REQUEST_LINE = re.compile(r" shopkeys\.access GET (.+) (\d{3}) (\d+(?:\.\d+)?)ms(?: |$)")
-
-
-@dataclass(frozen=True)
-class Logged:
-    path: str
-    status: int
-    ms: float
-
-
-def request_lines(log_path: Path, offset: int) -> tuple[list[Logged], int]:
-    """The request lines `shopkeys serve` logged after byte `offset`, and the new offset (the
-    end of the last complete line)."""
-    with log_path.open("rb") as log:
-        log.seek(offset)
-        data = log.read()
-    complete = data[: data.rfind(b"\n") + 1]
-    found = []
-    for line in complete.decode("utf-8", errors="replace").splitlines():
-        match = _REQUEST_LINE.search(line)
-        if match:
-            found.append(Logged(match.group(1), int(match.group(2)), float(match.group(3))))
-    return found, offset + len(complete)
 
 
 @dataclass
@@ -595,7 +532,7 @@ def run_database(database: Database, options: Options, log_dir: Path) -> Databas
     log_path = (log_dir / f"serve-{database.name.lower()}.log").absolute()
     backends = Backends(database.configured_url)
     with (
-        serve_product(database, log_path) as served,
+        serve_product(database, log_path, ready_path=SIGNIN) as served,
         httpx2.Client(base_url=served.url, timeout=60) as client,
     ):
         sign_in(client, seeded.api_key)

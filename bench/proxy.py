@@ -44,26 +44,22 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dashboard import request_lines
 from support import (
-    HOST,
     Database,
+    Served,
     bench_settings,
-    clean_environment,
     cpu_seconds,
-    free_port,
     machine_busy_seconds,
     percentile,
     recreate_postgres,
+    request_lines,
+    serve_product,
     shopkeys_command,
-    shopkeys_process,
-    wait_until_ok,
 )
 
 TARGET_ADDED_P50_MS = 2.0
@@ -91,41 +87,6 @@ async def create_api_key(database: Database) -> str:
     finally:
         await runtime.close()
     return api_key
-
-
-def product_environment(database: Database) -> dict[str, str]:
-    env = clean_environment()
-    env["SHOPKEYS_DATA_DIR"] = str(database.data_dir)
-    env["SHOPKEYS_SCHEDULER"] = "false"
-    env["SHOPKEYS_PROXY_PACING"] = "false"
-    if database.configured_url is not None:
-        env["SHOPKEYS_DATABASE_URL"] = database.configured_url
-    return env
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    pid: int
-    log_path: Path
-
-
-@contextmanager
-def serve_product(database: Database, log_path: Path) -> Iterator[Served]:
-    """`shopkeys serve --sandbox` until the block ends, its output going to `log_path`."""
-    port = free_port()
-    env = product_environment(database)
-    with shopkeys_process(
-        "serve", port, env, log_path, stop_timeout=15, options=["--sandbox"]
-    ) as process:
-        url = f"http://{HOST}:{port}"
-        wait_until_ok(
-            url + "/healthz",
-            process,
-            lambda: f"shopkeys serve exited:\n{log_path.read_text()[-2000:]}",
-            "shopkeys serve did not start",
-        )
-        yield Served(url, process.pid, log_path)
 
 
 @dataclass(frozen=True)
@@ -490,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
             "600 calls a minute); 127.0.0.1 only",
             flush=True,
         )
-        with serve_product(database, log_path) as served:
+        with serve_product(
+            database, log_path, options=["--sandbox"], settings={"SHOPKEYS_PROXY_PACING": "false"}
+        ) as served:
             connected = [
                 asyncio.run(connect(served.url, api_key, name)) for name in options.platforms
             ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -258,3 +259,78 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return math.nan
     index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[index]
+
+
+# -- `shopkeys serve` as the benches run it -------------------------------------------------------
+
+
+def product_environment(
+    database: Database, settings: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The bench's environment without any SHOPKEYS_ setting, plus the database, no scheduler
+    (nothing but the bench's requests touches the database while it measures) and `settings`."""
+    env = clean_environment()
+    env["SHOPKEYS_DATA_DIR"] = str(database.data_dir)
+    env["SHOPKEYS_SCHEDULER"] = "false"
+    if database.configured_url is not None:
+        env["SHOPKEYS_DATABASE_URL"] = database.configured_url
+    env.update(settings or {})
+    return env
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int
+    log_path: Path
+
+
+@contextmanager
+def serve_product(
+    database: Database,
+    log_path: Path,
+    *,
+    ready_path: str = "/healthz",
+    options: Sequence[str] = (),
+    settings: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """`shopkeys serve` (with `options`) until the block ends, its output going to `log_path`;
+    started once `ready_path` answers (start-up, not a measurement)."""
+    port = free_port()
+    env = product_environment(database, settings)
+    with shopkeys_process(
+        "serve", port, env, log_path, stop_timeout=15, options=options
+    ) as process:
+        url = f"http://{HOST}:{port}"
+        wait_until_ok(
+            url + ready_path,
+            process,
+            lambda: f"shopkeys serve exited:\n{log_path.read_text()[-2000:]}",
+            "shopkeys serve did not start",
+        )
+        yield Served(url, process.pid, log_path)
+
+
+_REQUEST_LINE = re.compile(r" shopkeys\.access GET (.+) (\d{3}) (\d+(?:\.\d+)?)ms(?: |$)")
+
+
+@dataclass(frozen=True)
+class Logged:
+    path: str
+    status: int
+    ms: float
+
+
+def request_lines(log_path: Path, offset: int) -> tuple[list[Logged], int]:
+    """The request lines `shopkeys serve` logged after byte `offset`, and the new offset (the
+    end of the last complete line)."""
+    with log_path.open("rb") as log:
+        log.seek(offset)
+        data = log.read()
+    complete = data[: data.rfind(b"\n") + 1]
+    found = []
+    for line in complete.decode("utf-8", errors="replace").splitlines():
+        match = _REQUEST_LINE.search(line)
+        if match:
+            found.append(Logged(match.group(1), int(match.group(2)), float(match.group(3))))
+    return found, offset + len(complete)
