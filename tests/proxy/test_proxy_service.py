@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,22 @@ def _sample(metric: str, **labels: str) -> float:
     )
     assert value is not None
     return value
+
+
+@contextmanager
+def _ecwid_at(
+    live: Any, name: str, path: str, endpoint: Any, methods: list[str] | None = None
+) -> Iterator[None]:
+    """For the block, Ecwid's API is `endpoint` at `/{name}/api/v3/{store_id}{path}` on the live
+    service: an upstream the test controls, reached through the real proxy."""
+    route = Route(f"/{name}/api/v3/{{store_id}}{path}", endpoint, methods=methods)
+    live.app.router.routes.append(route)
+    real = live.runtime.providers["ecwid"]
+    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/{name}")
+    try:
+        yield
+    finally:
+        live.runtime.providers["ecwid"] = real
 
 
 # -- each platform's credentials, added its way ---------------------------------------------------
@@ -220,10 +237,7 @@ async def test_a_large_answer_streams_without_being_buffered(
     connection = await driver.connect("ecwid")
     gate = _Gate(first=4 * PEEK_LIMIT)
     live = driver.live
-    live.app.router.routes.append(Route("/gated/api/v3/{store_id}/export", gate.endpoint))
-    real = live.runtime.providers["ecwid"]
-    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/gated")
-    try:
+    with _ecwid_at(live, "gated", "/export", gate.endpoint):
         params = {"length": "1"} if with_length else {}
         url = f"{driver.url}/v1/proxy/{connection['id']}/export"
         async with driver.http.stream("GET", url, params=params, headers=live.headers) as answer:
@@ -240,9 +254,6 @@ async def test_a_large_answer_streams_without_being_buffered(
             async for chunk in chunks:
                 received += chunk
         assert received == b"a" * gate.first + b"b" * 1000
-    finally:
-        gate.opened.set()
-        live.runtime.providers["ecwid"] = real
 
 
 class _Echo:
@@ -264,12 +275,7 @@ async def test_query_body_and_headers_pass_and_the_apps_credentials_do_not(
 ) -> None:
     connection = await driver.connect("ecwid")
     live = driver.live
-    live.app.router.routes.append(
-        Route("/echo/api/v3/{store_id}/{rest:path}", _Echo().endpoint, methods=["POST"])
-    )
-    real = live.runtime.providers["ecwid"]
-    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/echo")
-    try:
+    with _ecwid_at(live, "echo", "/{rest:path}", _Echo().endpoint, methods=["POST"]):
         answer = await _proxy(
             driver,
             "POST",
@@ -285,8 +291,6 @@ async def test_query_body_and_headers_pass_and_the_apps_credentials_do_not(
                 "X-Hop": "1",
             },
         )
-    finally:
-        live.runtime.providers["ecwid"] = real
     assert answer.status_code == 200, answer.text
     seen = answer.json()
     assert seen["path"] == f"/echo/api/v3/{connection['account_id']}/orders/search%2Fx"
@@ -397,10 +401,7 @@ async def test_an_app_that_goes_away_mid_answer_releases_the_platforms_connectio
     connection = await driver.connect("ecwid")
     gate = _Gate(first=4 * PEEK_LIMIT)
     live = driver.live
-    live.app.router.routes.append(Route("/gated/api/v3/{store_id}/export", gate.endpoint))
-    real = live.runtime.providers["ecwid"]
-    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/gated")
-    try:
+    with _ecwid_at(live, "gated", "/export", gate.endpoint):
         url = f"{driver.url}/v1/proxy/{connection['id']}/export"
         # Its own connection, closed as the block ends.
         async with (
@@ -411,9 +412,7 @@ async def test_an_app_that_goes_away_mid_answer_releases_the_platforms_connectio
         # The app hung up with the platform's answer half sent: the proxy must close its own
         # connection to the platform, which the platform sees as the end of its stream.
         assert await asyncio.to_thread(gate.ended.wait, 20)
-    finally:
-        gate.opened.set()
-        live.runtime.providers["ecwid"] = real
+    gate.opened.set()  # the upstream's thread stops waiting
 
 
 async def test_odd_headers_bodies_and_statuses_pass_without_a_server_error(
@@ -431,10 +430,7 @@ async def test_odd_headers_bodies_and_statuses_pass_without_a_server_error(
         response.raw_headers.extend(headers)
         return response
 
-    live.app.router.routes.append(Route("/odd/api/v3/{store_id}/export", odd))
-    real = live.runtime.providers["ecwid"]
-    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/odd")
-    try:
+    with _ecwid_at(live, "odd", "/export", odd):
         note = "café".encode()  # UTF-8 bytes in a header value: obs-text to HTTP
         answer = await _proxy(
             driver,
@@ -449,8 +445,6 @@ async def test_odd_headers_bodies_and_statuses_pass_without_a_server_error(
         assert disposition == 'attachment; filename="Größe €.csv"'.encode()
         empty = await _proxy(driver, "GET", connection["id"], "/export", params={"status": "204"})
         assert empty.status_code == 204 and "content-length" not in empty.headers
-    finally:
-        live.runtime.providers["ecwid"] = real
 
 
 async def test_bodies_over_the_limit_and_undecodable_forms_are_refused(driver: Driver) -> None:
@@ -489,14 +483,9 @@ async def test_a_platforms_cookie_never_rides_along_on_later_calls(driver: Drive
         response.set_cookie("platform_session", "merchant-a", path="/")
         return response
 
-    live.app.router.routes.append(Route("/jar/api/v3/{store_id}/me", cookies))
-    real = live.runtime.providers["ecwid"]
-    live.runtime.providers["ecwid"] = Ecwid(real.credentials, base_url=f"{live.url}/jar")
-    try:
+    with _ecwid_at(live, "jar", "/me", cookies):
         first = await _proxy(driver, "GET", connection["id"], "/me")
         second = await _proxy(driver, "GET", connection["id"], "/me")
-    finally:
-        live.runtime.providers["ecwid"] = real
     assert first.text == second.text == "none"
     assert "set-cookie" not in first.headers
     # Nothing kept either, where a token call built by the same client would pick it up.
