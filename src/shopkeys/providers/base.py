@@ -236,9 +236,17 @@ class Provider(ABC):
         url = self.api_call_url(path, account_id)
         # As bytes: a header may carry any octet HTTP allows, which httpx2 would not encode.
         raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        return httpx2.Request(
+        request = httpx2.Request(
             method, f"{url}?{query}" if query else url, headers=raw, content=content
         )
+        return self.for_shop(request, shops, shop_id)
+
+    def for_shop(
+        self, request: httpx2.Request, shops: Sequence[Mapping[str, Any]], shop_id: str | None
+    ) -> httpx2.Request:
+        """`request` made to act on the shop the app named (`shop_id` among the connection's
+        `shops`), where one authorization covers several; as it is here."""
+        return request
 
     def api_call_url(self, path: str, account_id: str) -> str:
         """Where an app's API call to `path` goes: the API host, here."""

@@ -340,26 +340,14 @@ class TikTokShop(Provider):
 
     # -- signing --------------------------------------------------------------------------------
 
-    def api_request(
-        self,
-        method: str,
-        path: str,
-        *,
-        account_id: str,
-        query: str = "",
-        headers: Iterable[tuple[str, str]] = (),
-        content: bytes = b"",
-        shops: Sequence[Mapping[str, Any]] = (),
-        shop_id: str | None = None,
+    def for_shop(
+        self, request: httpx2.Request, shops: Sequence[Mapping[str, Any]], shop_id: str | None
     ) -> httpx2.Request:
         """The call with the `shop_cipher` of the shop it acts on: the shop named by id, else
         the connection's only shop; with several and none named, the app's own parameter stays.
 
         `BadApiCall` for a shop the authorization does not cover.
         """
-        request = super().api_request(
-            method, path, account_id=account_id, query=query, headers=headers, content=content
-        )
         return self.apply_shop_cipher(request, shop_cipher(shops, shop_id))
 
     def apply_shop_cipher(self, request: httpx2.Request, cipher: str | None) -> httpx2.Request:
