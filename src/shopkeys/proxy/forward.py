@@ -53,17 +53,15 @@ class PlatformTimeout(PlatformUnreachable):
 
 @dataclass(slots=True)
 class ProxiedAnswer:
-    """The platform's answer as the app gets it; `body` streams, `close` releases the upstream.
-
-    `whole` is the body when it was read whole (then the upstream is released already): it can be
-    sent as it is, without the cost of streaming.
-    """
+    """The platform's answer as the app gets it: `stream` when it is longer than the peek
+    (`close` releases the upstream however the streaming ends); otherwise `whole`, the body the
+    peek read (the upstream is released already, and it can be sent as it is)."""
 
     status: int
     headers: list[tuple[str, str]]
-    body: AsyncIterator[bytes]
     upstream: httpx2.Response
-    whole: bytes | None = None
+    whole: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
 
     async def close(self) -> None:
         await self.upstream.aclose()
@@ -114,14 +112,10 @@ class ApiProxy:
             upstream = await self._send_once(provider, token, call)
             try:
                 head, rest = await _peek(upstream)
-            except BaseException:
-                # Cancelled (the app went away) or broken off: release the connection.
-                await upstream.aclose()
-                raise
-            error = None if rest is not None else _classified(provider, upstream, head, token)
-            try:
+                error = None if rest is not None else _classified(provider, upstream, head, token)
                 again = await self._retry_token(connection_id, token, error, retried=retried)
             except BaseException:
+                # Cancelled (the app went away), broken off, or refused: release the connection.
                 await upstream.aclose()
                 raise
             # One retry only: its answer is the app's, whatever a third try might say.
@@ -254,23 +248,19 @@ def _answer(
         headers.append(("retry-after", str(max(1, round(error.retry_after)))))
     if refreshed:
         headers.append((REFRESHED_HEADER, "true"))
+    if rest is None:
+        return ProxiedAnswer(upstream.status_code, headers, upstream, whole=head)
     return ProxiedAnswer(
-        upstream.status_code,
-        headers,
-        _stream(upstream, head, rest),
-        upstream,
-        whole=head if rest is None else None,
+        upstream.status_code, headers, upstream, stream=_stream(upstream, head, rest)
     )
 
 
 async def _stream(
-    upstream: httpx2.Response, head: bytes, rest: AsyncIterator[bytes] | None
+    upstream: httpx2.Response, head: bytes, rest: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
     try:
-        if head:
-            yield head
-        if rest is not None:
-            async for chunk in rest:
-                yield chunk
+        yield head
+        async for chunk in rest:
+            yield chunk
     finally:
         await upstream.aclose()

@@ -7,6 +7,7 @@ admitted the request already; like the token, the proxy is open to every key sco
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -36,12 +37,12 @@ async def proxy_endpoint(request: Request) -> Response:
         answer = await runtime.proxy.send(connection_id, call)
     except Exception as exc:  # mapped to the API's errors; unknown ones are re-raised
         return problem_response(exc)
-    if answer.whole is not None:
-        # Read whole by the peek: sent as is, without a streaming response's task group.
-        response = Response(answer.whole, status_code=answer.status)
-        response.raw_headers = _raw(answer.headers)
-        return response
-    return _Streamed(answer)
+    if answer.stream is not None:
+        return _Streamed(answer, answer.stream)
+    # Read whole by the peek: sent as is, without a streaming response's task group.
+    response = Response(answer.whole, status_code=answer.status)
+    response.raw_headers = _raw(answer.headers)
+    return response
 
 
 class _Streamed(StreamingResponse):
@@ -49,8 +50,8 @@ class _Streamed(StreamingResponse):
     streaming ends, even when the app goes away before the first byte (a connection left open
     would stay taken in the shared pool)."""
 
-    def __init__(self, answer: ProxiedAnswer) -> None:
-        super().__init__(answer.body, status_code=answer.status)
+    def __init__(self, answer: ProxiedAnswer, stream: AsyncIterator[bytes]) -> None:
+        super().__init__(stream, status_code=answer.status)
         self.raw_headers = _raw(answer.headers)
         self._answer = answer
 
