@@ -37,6 +37,12 @@ from shopkeys.sandbox.shopline import ShoplineSimulator
 from shopkeys.sandbox.signatures import shopline_webhook_signature
 from tests.conftest import LiveSandbox
 from tests.live import serve
+from tests.providers.test_webhook_reading import (
+    DOCS_PAYLOAD,
+    DOCS_SECRET,
+    DOCS_SIGN,
+    DOCS_TIMESTAMP,
+)
 
 NAME = "shopline"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -812,20 +818,9 @@ async def test_refresh_with_the_registered_redirect_uri(
 
 
 def test_the_sandbox_signer_matches_the_docs_example() -> None:
-    # https://shopline-developers.readme.io/docs/webhook-signature, "Example", verbatim.
-    secret = "b5138dd0a7c04f674260e1d3b3a762347421396fc5fc1bee55a2c2653c4207bd"
-    payload = {
-        "event": "Application",
-        "merchant_id": "5dad5d2604515400018dcc90",
-        "resource": {
-            "_id": "607fd9c2ff790b001cd23353",
-            "merchant_id": "5dad5d2604515400018dcc90",
-            "updated_at": "2021-04-21T08:36:17.892Z",
-        },
-        "topic": "application/uninstall",
-    }
-    expected = "ae8b68f6a26d8f95290c761d10dbce01c775fd4d734e942e643aee20c86ebf4b"
-    assert shopline_webhook_signature(secret, "1618994178", payload) == expected
+    # The docs' worked example, the same vector the provider is tested with.
+    signed = shopline_webhook_signature(DOCS_SECRET, DOCS_TIMESTAMP, DOCS_PAYLOAD)
+    assert signed == DOCS_SIGN
 
 
 @pytest.mark.parametrize(
